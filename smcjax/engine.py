@@ -1,0 +1,331 @@
+"""The Feynman-Kac SMC engine: state, per-step info, the three stages of a step, and ``run``.
+
+A Feynman-Kac model over steps ``t = 0..T-1`` is given by single-particle functions
+
+* ``M0(key) -> x0``                               initial distribution;
+* ``Mt(key, x_prev, t, params) -> x``             Markov transition (proposal or move);
+* ``log G0(x0, params)`` and ``log Gt(x_prev, x, t, params)``  log potentials;
+* optionally ``log eta_t(x_prev, t, params)``     auxiliary (look-ahead) log weights.
+
+``params`` is any pytree of *traced* per-run or per-step quantities (a temperature, a step
+size, a tuning matrix); it is passed through unchanged, so a changing value never rebuilds a
+closure or recompiles.
+
+With normalised weights ``W_{t-1}``, one step does (Chopin & Papaspiliopoulos 2020, ch. 10;
+Pitt & Shephard 1999 for the auxiliary weights)::
+
+    V^i   = W_{t-1}^i eta_t(x_{t-1}^i) / sum_j W_{t-1}^j eta_t(x_{t-1}^j)        (eta = 1 by default)
+    a     = resample(V) if ESS(V) < threshold * N else identity  (V kept when not resampling)
+    x_t^i ~ M_t(x_{t-1}^{a_i}, .)
+    g^i   = G_t(x_{t-1}^{a_i}, x_t^i) / eta_t(x_{t-1}^{a_i})
+    log Z_t - log Z_{t-1} ~= log sum_j W_{t-1}^j eta_t^j + log sum_i V_post^i g^i
+    W_t^i ∝ V_post^i g^i
+
+where ``V_post`` is uniform after resampling and ``V`` otherwise. With ``eta = 1`` the increment
+is the familiar ``log sum_i W_{t-1}^i G_t^i``, correct whether or not the step resampled.
+
+Non-finite log potentials (NaN, +inf, -inf) give zero weight and are counted in
+``StepInfo.num_invalid``. If every weight becomes zero the state's ``collapsed`` flag is set
+for good, ``log_evidence`` becomes ``-inf`` (never NaN) and the weights are reset to uniform so
+that the compiled loop can finish; :func:`run` callers report it.
+
+The engine is the one place that vmaps user functions over the particle axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from smcjax import weights as _w
+from smcjax.random import as_particle_key
+from smcjax.resampling import check_ess_threshold, get_scheme, resample_if_needed
+
+__all__ = [
+    "FeynmanKac",
+    "SMCState",
+    "StepInfo",
+    "init",
+    "step",
+    "run",
+    "resample_stage",
+    "propagate_stage",
+    "reweight_stage",
+    "weighted_mean",
+    "weighted_mean_and_var",
+    "check_num_particles",
+]
+
+PyTree = Any
+
+
+class FeynmanKac(NamedTuple):
+    """A Feynman-Kac model made of single-particle functions (see the module docstring).
+
+    Attributes:
+      initial_sample: ``M0(key) -> x``.
+      transition_sample: ``Mt(key, x_prev, t, params) -> x``.
+      log_potential: ``log Gt(x_prev, x, t, params) -> scalar`` for ``t >= 1``.
+      initial_log_potential: ``log G0(x, params) -> scalar``, or None for ``G0 = 1``.
+      log_lookahead: ``log eta_t(x_prev, t, params) -> scalar`` auxiliary weights used for
+        resampling before step t and divided out of ``Gt``; None for ``eta = 1``.
+    """
+
+    initial_sample: Callable
+    transition_sample: Callable
+    log_potential: Callable
+    initial_log_potential: Callable | None = None
+    log_lookahead: Callable | None = None
+
+
+class SMCState(NamedTuple):
+    """State of an SMC run.
+
+    Attributes:
+      particles: pytree whose leaves have leading axis N.
+      log_weights: ``float[N]`` log weights, kept normalised (``logsumexp == 0``).
+      log_evidence: running log normalising-constant estimate ``log Z_t``.
+      collapsed: bool; True once every weight has been zero at some step.
+    """
+
+    particles: PyTree
+    log_weights: jax.Array
+    log_evidence: jax.Array
+    collapsed: jax.Array
+
+
+class StepInfo(NamedTuple):
+    """Per-step diagnostics (stacked over steps by :func:`run`).
+
+    Attributes:
+      ess: effective sample size after reweighting.
+      resampled: whether this step resampled.
+      log_evidence_increment: ``log Z_t - log Z_{t-1}``.
+      num_invalid: number of particles whose log potential was not finite.
+      collapsed: whether every weight was zero after this step.
+    """
+
+    ess: jax.Array
+    resampled: jax.Array
+    log_evidence_increment: jax.Array
+    num_invalid: jax.Array
+    collapsed: jax.Array
+
+
+def check_num_particles(num_particles) -> int:
+    """Validate a particle count: a positive Python int."""
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int):
+        try:
+            as_int = int(num_particles)
+        except (TypeError, ValueError):
+            raise ValueError(f"num_particles must be a positive int, got {num_particles!r}") from None
+        if as_int != num_particles:
+            raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
+        num_particles = as_int
+    if num_particles <= 0:
+        raise ValueError(f"num_particles must be a positive int, got {num_particles}")
+    return num_particles
+
+
+def _vmap_keys(key, n):
+    return jax.random.split(as_particle_key(key), n)
+
+
+def reweight_stage(state: SMCState, log_increments, log_offset=0.0):
+    """Multiply the weights by ``exp(log_increments)`` and update the evidence.
+
+    Args:
+      state: current state (its ``log_weights`` are the pre-increment weights ``V``).
+      log_increments: ``float[N]`` log incremental weights ``log g``.
+      log_offset: extra term added to the evidence increment (the auxiliary-filter constant
+        ``log sum_j W_{t-1}^j eta^j``; 0 otherwise).
+
+    Returns:
+      ``(new_state, (ess, increment, num_invalid, collapsed_now))``.
+    """
+    log_increments, num_invalid = _w.sanitize(log_increments)
+    log_increments = log_increments.astype(state.log_weights.dtype)
+    unnorm = state.log_weights + log_increments
+    log_w, log_total = _w.normalize(unnorm)
+    collapsed_now = ~jnp.isfinite(log_total)
+    increment = jnp.where(collapsed_now, -jnp.inf, log_total + log_offset)
+    ess = jnp.where(collapsed_now, 0.0, _w.ess(log_w))
+    new_state = SMCState(
+        particles=state.particles,
+        log_weights=log_w,
+        log_evidence=state.log_evidence + increment,
+        collapsed=state.collapsed | collapsed_now,
+    )
+    return new_state, (ess, increment, num_invalid, collapsed_now)
+
+
+def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="systematic",
+                   ess_threshold=0.5):
+    """Resample (if the ESS asks for it) on the weights ``W * eta``.
+
+    Returns:
+      ``(state, ancestors, resampled, log_offset, log_eta_ancestors)``: the state whose
+      particles are ``x[a]`` and whose weights are ``V_post``; the ancestors; the flag; the
+      evidence offset ``log sum_j W^j eta^j``; and ``log eta`` at the ancestors (to divide out
+      of the potential).
+    """
+    lw = state.log_weights
+    if log_lookahead is None:
+        aux, log_offset = lw, jnp.zeros((), lw.dtype)
+    else:
+        log_eta, _ = _w.sanitize(log_lookahead)
+        aux, log_offset = _w.normalize(lw + log_eta.astype(lw.dtype))
+        log_offset = jnp.where(jnp.isfinite(log_offset), log_offset, 0.0)
+    ancestors, resampled = resample_if_needed(
+        key, aux, scheme=resampling, ess_threshold=ess_threshold
+    )
+    n = lw.shape[0]
+    uniform = jnp.full_like(lw, -jnp.log(jnp.asarray(n, lw.dtype)))
+    post = jnp.where(resampled, uniform, aux)
+    particles = jax.tree.map(lambda leaf: jnp.take(leaf, ancestors, axis=0), state.particles)
+    log_eta_anc = None if log_lookahead is None else jnp.take(log_lookahead, ancestors)
+    new_state = state._replace(particles=particles, log_weights=post)
+    return new_state, ancestors, resampled, log_offset, log_eta_anc
+
+
+def propagate_stage(key, particles, t, params, transition_sample):
+    """Move every particle: ``x^i ~ M_t(x_prev^i)`` with one key per particle (vmapped)."""
+    n = jax.tree.leaves(particles)[0].shape[0]
+    keys = _vmap_keys(key, n)
+    return jax.vmap(transition_sample, in_axes=(0, 0, None, None))(keys, particles, t, params)
+
+
+def init(key, fk: FeynmanKac, num_particles: int, params=None):
+    """Draw ``x0 ~ M0``, weight by ``G0`` and start the evidence at ``log mean G0``.
+
+    Returns:
+      ``(state, info)`` for step 0.
+    """
+    num_particles = check_num_particles(num_particles)
+    keys = _vmap_keys(key, num_particles)
+    particles = jax.vmap(fk.initial_sample)(keys)
+    leaves = jax.tree.leaves(particles)
+    dtype = jnp.result_type(*[lf.dtype for lf in leaves if jnp.issubdtype(lf.dtype, jnp.floating)]
+                            or [jnp.float32])
+    lw = jnp.full((num_particles,), -jnp.log(jnp.asarray(num_particles, dtype)), dtype)
+    state = SMCState(particles, lw, jnp.zeros((), dtype), jnp.asarray(False))
+    if fk.initial_log_potential is None:
+        log_g = jnp.zeros((num_particles,), dtype)
+    else:
+        log_g = jax.vmap(fk.initial_log_potential, in_axes=(0, None))(particles, params)
+    state, (ess, inc, bad, col) = reweight_stage(state, log_g)
+    return state, StepInfo(ess, jnp.asarray(False), inc, bad, col)
+
+
+def step(key, state: SMCState, t, fk: FeynmanKac, params=None, *, resampling="systematic",
+         ess_threshold=0.5):
+    """One SMC step at time ``t >= 1``: resample (maybe), move, reweight.
+
+    Args:
+      key: a JAX key.
+      state: the state after step ``t - 1``.
+      t: the step index (traced int32 is fine).
+      fk: the Feynman-Kac model.
+      params: traced pytree passed to every model function.
+      resampling: a scheme name or function (see :mod:`smcjax.resampling`).
+      ess_threshold: resample when ``ESS < ess_threshold * N``.
+
+    Returns:
+      ``(state, StepInfo)``.
+    """
+    k_res, k_move = jax.random.split(key)
+    log_eta = None
+    if fk.log_lookahead is not None:
+        log_eta = jax.vmap(fk.log_lookahead, in_axes=(0, None, None))(state.particles, t, params)
+    prev = state.particles
+    state, ancestors, resampled, log_offset, log_eta_anc = resample_stage(
+        k_res, state, log_eta, resampling=resampling, ess_threshold=ess_threshold
+    )
+    x_prev = state.particles
+    x = propagate_stage(k_move, x_prev, t, params, fk.transition_sample)
+    log_g = jax.vmap(fk.log_potential, in_axes=(0, 0, None, None))(x_prev, x, t, params)
+    if log_eta_anc is not None:
+        log_g = log_g - log_eta_anc
+    del prev
+    state = state._replace(particles=x)
+    state, (ess, inc, bad, col) = reweight_stage(state, log_g, log_offset)
+    return state, StepInfo(ess, resampled, inc, bad, col)
+
+
+def weighted_mean(particles, log_weights, t=None):
+    """Weighted mean of every leaf over the particle axis (a ready-made ``reduce_fn``)."""
+    w = jnp.exp(log_weights)
+    return jax.tree.map(lambda x: jnp.tensordot(w.astype(x.dtype), x, axes=(0, 0)), particles)
+
+
+def weighted_mean_and_var(particles, log_weights, t=None):
+    """Weighted mean and (element-wise) variance of every leaf: ``{"mean": .., "var": ..}``."""
+    w = jnp.exp(log_weights)
+
+    def moments(x):
+        wx = w.astype(x.dtype)
+        mean = jnp.tensordot(wx, x, axes=(0, 0))
+        var = jnp.tensordot(wx, (x - mean) ** 2, axes=(0, 0))
+        return mean, var
+
+    out = jax.tree.map(moments, particles)
+    is_pair = lambda v: isinstance(v, tuple)  # noqa: E731
+    return {
+        "mean": jax.tree.map(lambda v: v[0], out, is_leaf=is_pair),
+        "var": jax.tree.map(lambda v: v[1], out, is_leaf=is_pair),
+    }
+
+
+def _stack_first(first, rest):
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
+
+
+def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
+        resampling="systematic", ess_threshold=0.5, reduce_fn: Callable | None = None):
+    """Run ``num_steps`` steps (``t = 0..num_steps-1``) in one compiled ``lax.scan``.
+
+    Args:
+      key: a JAX key; the same key gives bitwise-identical results.
+      fk: the Feynman-Kac model.
+      num_particles: N > 0.
+      num_steps: T >= 1 (step 0 is :func:`init`).
+      params: traced pytree passed to every model function.
+      resampling, ess_threshold: see :func:`step`.
+      reduce_fn: optional ``reduce_fn(particles, log_weights, t) -> pytree`` evaluated after
+        every step (e.g. :func:`weighted_mean_and_var`) and stacked over steps, so that a long
+        run need not keep every particle.
+
+    Returns:
+      ``(final_state, infos, reduced)``; ``infos`` is a :class:`StepInfo` with leading axis T,
+      ``reduced`` the stacked ``reduce_fn`` outputs (None without ``reduce_fn``).
+    """
+    num_particles = check_num_particles(num_particles)
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    check_ess_threshold(ess_threshold)
+    get_scheme(resampling)
+    k_init, k_steps = jax.random.split(as_particle_key(key))
+    state, info0 = init(k_init, fk, num_particles, params)
+    red0 = None if reduce_fn is None else reduce_fn(state.particles, state.log_weights, 0)
+    if num_steps == 1:
+        infos = jax.tree.map(lambda a: a[None], info0)
+        reduced = None if red0 is None else jax.tree.map(lambda a: a[None], red0)
+        return state, infos, reduced
+
+    def body(carry, t):
+        st = carry
+        st, info = step(jax.random.fold_in(k_steps, t), st, t, fk, params,
+                        resampling=resampling, ess_threshold=ess_threshold)
+        red = None if reduce_fn is None else reduce_fn(st.particles, st.log_weights, t)
+        return st, (info, red)
+
+    ts = jnp.arange(1, num_steps, dtype=jnp.int32)
+    state, (infos, reduced) = lax.scan(body, state, ts)
+    infos = _stack_first(info0, infos)
+    if reduce_fn is not None:
+        reduced = _stack_first(red0, reduced)
+    return state, infos, reduced

@@ -1,0 +1,135 @@
+"""Per-particle random keys that vectorise well.
+
+smcjax runs single-particle user functions under ``jax.vmap``, each with its own key. With
+JAX's built-in Threefry implementation, drawing from a *batch of keys* under ``vmap`` is
+several times slower on CPU than drawing the same number of values from one key (about
+30 ns against 4 ns per draw on a 2-core x86 machine), and that cost dominated every particle
+filter step.
+
+This module registers a JAX PRNG implementation, ``smcjax_threefry``, that computes the very
+same Threefry-2x32 block cipher (20 rounds; Salmon et al. 2011, checked against the
+Random123 known-answer vector in the tests) with plain element-wise ``jax.numpy`` code. XLA
+fuses that code into one vectorised loop whether the key is a scalar or a batch, so a
+vmapped ``jax.random.normal(key)`` costs about the same as a batched one.
+
+Keys of this implementation are ordinary typed JAX keys: ``jax.random.split``,
+``jax.random.normal`` and friends accept them. The engine converts the user's key once per
+run with :func:`as_particle_key`; the same user key therefore still gives bitwise-identical
+results.
+
+Domain separation: ``random_bits`` hashes counters ``(c, 0)``, ``split`` hashes
+``(c, 0xFFFFFFFF)`` and ``fold_in`` hashes ``(data, 0xFFFFFFFE)``, so the three never share an
+input block for fewer than 2**32 draws per call.
+
+References: J. K. Salmon, M. A. Moraes, R. O. Dror, D. E. Shaw, "Parallel random numbers:
+as easy as 1, 2, 3", SC 2011.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.extend import random as jex_random
+
+__all__ = ["as_particle_key", "threefry2x32", "IMPL"]
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = 0x1BD11BDA
+
+
+def _rotl(x, r: int):
+    return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
+
+
+def threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32 with 20 rounds on uint32 arrays (broadcast element-wise).
+
+    Args:
+      k0, k1: the two key words.
+      x0, x1: the two counter words.
+
+    Returns:
+      The two output words, each of the broadcast shape.
+    """
+    k0, k1, x0, x1 = (jnp.asarray(v, jnp.uint32) for v in (k0, k1, x0, x1))
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(_PARITY))
+    x0 = x0 + ks[0]
+    x1 = x1 + ks[1]
+    for group in range(5):
+        for r in _ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = _rotl(x1, r) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + jnp.uint32(group + 1)
+    return x0, x1
+
+
+def _seed(seed):
+    seed = jnp.asarray(seed)
+    if jnp.issubdtype(seed.dtype, jnp.integer) and seed.dtype.itemsize == 8:
+        hi = (seed >> 32).astype(jnp.uint32)
+    else:
+        hi = jnp.uint32(0)
+    return jnp.stack([hi, seed.astype(jnp.uint32)])
+
+
+def _split(key, shape):
+    n = math.prod(shape)
+    c = jnp.arange(n, dtype=jnp.uint32)
+    a, b = threefry2x32(key[0], key[1], c, jnp.full_like(c, 0xFFFFFFFF))
+    return jnp.stack([a, b], axis=-1).reshape(*shape, 2)
+
+
+def _fold_in(key, data):
+    a, b = threefry2x32(key[0], key[1], jnp.asarray(data, jnp.uint32), jnp.uint32(0xFFFFFFFE))
+    return jnp.stack([a, b])
+
+
+def _random_bits(key, bit_width, shape):
+    n = math.prod(shape)
+    words = n * (2 if bit_width == 64 else 1)
+    half = (words + 1) // 2
+    c = jnp.arange(half, dtype=jnp.uint32)
+    a, b = threefry2x32(key[0], key[1], c, jnp.zeros_like(c))
+    bits = jnp.concatenate([a, b])[:words]
+    if bit_width == 64:
+        bits = bits.reshape(2, n)
+        out = (bits[0].astype(jnp.uint64) << jnp.uint64(32)) | bits[1].astype(jnp.uint64)
+        return out.reshape(shape)
+    bits = bits.reshape(shape)
+    if bit_width == 32:
+        return bits
+    dtype = {8: jnp.uint8, 16: jnp.uint16}[bit_width]
+    return (bits >> jnp.uint32(32 - bit_width)).astype(dtype)
+
+
+IMPL = jex_random.define_prng_impl(
+    key_shape=(2,),
+    seed=_seed,
+    split=_split,
+    random_bits=_random_bits,
+    fold_in=_fold_in,
+    name="smcjax_threefry",
+    tag="sfy",
+)
+
+
+def as_particle_key(key):
+    """Convert any JAX key into an ``smcjax_threefry`` key, deterministically.
+
+    A typed key of this implementation is returned unchanged. Any other key (typed, or a
+    legacy ``uint32[2]`` ``PRNGKey``) is hashed once with its own implementation into two
+    words that seed the new key, so the result depends only on the input key.
+    """
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if jax.random.key_impl(key) == IMPL:
+            return key
+    if key.shape != () and not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != (2,):
+            raise ValueError(f"expected a scalar JAX key, got an array of shape {key.shape}")
+    elif jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ():
+        raise ValueError(f"expected a single JAX key, got a batch of shape {key.shape}")
+    data = jax.random.bits(key, (2,), jnp.uint32)
+    return jax.random.wrap_key_data(data, impl=IMPL)

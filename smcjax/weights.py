@@ -1,0 +1,111 @@
+"""Log-weight algebra: normalisation, log-mean-exp, ESS and conditional ESS.
+
+Every function takes *log* weights with the particle axis first and stays in log space, so it
+is stable in float32 for weights spanning hundreds of orders of magnitude. A weight of zero is
+``-inf``; functions below never turn an all-``-inf`` vector into NaN silently: they return
+``-inf`` totals, and :func:`normalize` returns uniform weights together with a ``-inf`` total,
+which callers check.
+
+Formulas (W normalised weights, w incremental weights, N particles):
+
+* ``ESS = 1 / sum_i W_i^2``;
+* ``CESS = N (sum_i W_i w_i)^2 / sum_i W_i w_i^2`` (Zhou, Johansen & Aston 2016), used to choose
+  the next temperature when the current particles are weighted;
+* ``log_mean_exp(l) = log (1/N) sum_i exp(l_i)``.
+
+References: N. Chopin and O. Papaspiliopoulos, *An Introduction to Sequential Monte Carlo*,
+Springer 2020, ch. 8-9.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp as _lse
+
+__all__ = [
+    "logsumexp",
+    "log_mean_exp",
+    "normalize",
+    "normalized_weights",
+    "ess",
+    "log_ess",
+    "conditional_ess",
+    "sanitize",
+]
+
+
+def logsumexp(log_weights):
+    """``log sum_i exp(l_i)``; ``-inf`` (not NaN) when every entry is ``-inf``."""
+    log_weights = jnp.asarray(log_weights)
+    m = jnp.max(log_weights)
+    safe_m = jnp.where(jnp.isfinite(m), m, 0.0)
+    total = jnp.log(jnp.sum(jnp.exp(log_weights - safe_m))) + safe_m
+    return jnp.where(m == -jnp.inf, -jnp.inf, total)
+
+
+def log_mean_exp(log_weights):
+    """``log (1/N) sum_i exp(l_i)``, stable; ``-inf`` when all entries are ``-inf``."""
+    n = jnp.shape(log_weights)[0]
+    return logsumexp(log_weights) - jnp.log(jnp.asarray(n, jnp.result_type(log_weights)))
+
+
+def normalize(log_weights):
+    """Normalise log weights.
+
+    Returns:
+      ``(log_W, log_total)`` with ``logsumexp(log_W) == 0`` and
+      ``log_total = logsumexp(log_weights)``. If every weight is zero, ``log_total`` is
+      ``-inf`` and ``log_W`` is uniform (``-log N``) so that nothing downstream becomes NaN;
+      the caller must report the collapse.
+    """
+    log_weights = jnp.asarray(log_weights)
+    total = logsumexp(log_weights)
+    n = log_weights.shape[0]
+    uniform = jnp.full_like(log_weights, -jnp.log(jnp.asarray(n, log_weights.dtype)))
+    return jnp.where(jnp.isfinite(total), log_weights - total, uniform), total
+
+
+def normalized_weights(log_weights):
+    """``W_i = exp(l_i) / sum_j exp(l_j)`` (uniform if every weight is zero)."""
+    return jnp.exp(normalize(log_weights)[0])
+
+
+def log_ess(log_weights):
+    """``log ESS = -log sum_i W_i^2``, computed in log space."""
+    log_w, _ = normalize(log_weights)
+    return -_lse(2.0 * log_w)
+
+
+def ess(log_weights):
+    """Effective sample size ``1 / sum_i W_i^2``, between 1 and N."""
+    return jnp.exp(log_ess(log_weights))
+
+
+def conditional_ess(log_weights, log_increments):
+    """Conditional ESS of incremental weights ``w`` under current weights ``W``.
+
+    ``CESS = N (sum_i W_i w_i)^2 / sum_i W_i w_i^2``, between 1 and N. With uniform ``W`` it
+    equals the ESS of ``w``. Particles whose ``W`` or ``w`` is zero drop out.
+    """
+    log_w, _ = normalize(log_weights)
+    n = log_w.shape[0]
+    log_increments = sanitize(log_increments)[0]
+    a = logsumexp(log_w + log_increments)
+    b = logsumexp(log_w + 2.0 * log_increments)
+    out = jnp.log(jnp.asarray(n, log_w.dtype)) + 2.0 * a - b
+    return jnp.where(jnp.isfinite(out), jnp.exp(out), 0.0)
+
+
+def sanitize(log_values):
+    """Map every non-finite entry (NaN, +inf, -inf) to ``-inf``.
+
+    Returns:
+      ``(clean, num_invalid)``: ``clean`` has only finite entries or ``-inf``;
+      ``num_invalid`` counts the entries that were not finite (int32). A NaN or infinite
+      log-likelihood therefore gives that particle zero weight and is counted, rather than
+      poisoning the whole population.
+    """
+    log_values = jnp.asarray(log_values)
+    bad = ~jnp.isfinite(log_values)
+    clean = jnp.where(bad, -jnp.inf, log_values)
+    return clean, jnp.sum(bad, dtype=jnp.int32)
