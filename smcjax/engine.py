@@ -269,7 +269,7 @@ def weighted_mean_and_var(particles, log_weights, t=None):
     def moments(x):
         wx = w.astype(x.dtype)
         mean = jnp.tensordot(wx, x, axes=(0, 0))
-        var = jnp.tensordot(wx, (x - mean) ** 2, axes=(0, 0))
+        var = jnp.tensordot(wx, (x - mean[None]) ** 2, axes=(0, 0))
         return mean, var
 
     out = jax.tree.map(moments, particles)
