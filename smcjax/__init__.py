@@ -12,6 +12,7 @@ Public API (see each module for the mathematics):
 """
 
 from smcjax import resampling, weights
+from smcjax.bayes import BayesianModel, Bijection
 from smcjax.engine import FeynmanKac, SMCState, StepInfo
 from smcjax.engine import init as smc_init
 from smcjax.engine import run as smc_run
@@ -31,6 +32,8 @@ __all__ = [
     "Proposal",
     "FilterResult",
     "particle_filter",
+    "BayesianModel",
+    "Bijection",
     "resampling",
     "weights",
 ]
