@@ -133,9 +133,12 @@ def optimal_proposal(p: LGParams, *, inflate: float = 1.0) -> Proposal:
     return Proposal(sample, log_prob)
 
 
-def predictive_log_prob(p: LGParams):
-    """``(x_prev, y, t) -> log p(y_t | x_{t-1})``: the ideal auxiliary look-ahead."""
-    chol = jnp.linalg.cholesky(p.C @ p.Q @ p.C.T + p.R)
+def predictive_log_prob(p: LGParams, *, inflate: float = 1.0):
+    """``(x_prev, y, t) -> log p(y_t | x_{t-1})``: the ideal auxiliary look-ahead.
+
+    ``inflate > 1`` multiplies the predictive covariance, giving a flatter (valid) look-ahead.
+    """
+    chol = jnp.linalg.cholesky((p.C @ p.Q @ p.C.T + p.R) * inflate)
 
     def log_prob(x_prev, y, t):
         return _mvn_logpdf(y, p.C @ (p.A @ x_prev), chol)

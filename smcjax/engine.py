@@ -310,7 +310,8 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
     get_scheme(resampling)
     k_init, k_steps = jax.random.split(as_particle_key(key))
     state, info0 = init(k_init, fk, num_particles, params)
-    red0 = None if reduce_fn is None else reduce_fn(state.particles, state.log_weights, 0)
+    red0 = None if reduce_fn is None else reduce_fn(state.particles, state.log_weights,
+                                                   jnp.int32(0))
     if num_steps == 1:
         infos = jax.tree.map(lambda a: a[None], info0)
         reduced = None if red0 is None else jax.tree.map(lambda a: a[None], red0)

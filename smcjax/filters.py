@@ -10,7 +10,8 @@ method      M_t                          G_t
 bootstrap   f_t(x_t | x_{t-1})           g_t(y_t | x_t)
 guided      q_t(x_t | x_{t-1}, y_t)      f_t(x_t | x_{t-1}) g_t(y_t | x_t) / q_t(x_t | x_{t-1}, y_t)
 auxiliary   q_t, or f_t without q        as above, divided by eta_t(x_{t-1}); resampling uses
-                                         W_{t-1} eta_t(x_{t-1})
+                                         W_{t-1} eta_t(x_{t-1}) (eta from the model's
+                                         ``auxiliary_log_weight``)
 =========== ============================ =====================================================
 
 The product of the per-step evidence increments estimates the likelihood
@@ -73,10 +74,10 @@ class StateSpaceModel(NamedTuple):
         observations pytree.
       proposal: optional :class:`Proposal` for the guided (and auxiliary) filter.
       initial_log_prob: optional ``x0 -> scalar``; needed with ``proposal.initial_sample``.
-      auxiliary_log_weight: optional look-ahead ``(x_prev, y_t, t) -> scalar``, ideally close
-        to ``log p(y_t | x_{t-1})``. Without it the auxiliary filter uses
-        ``log g_t(y_t | x~)`` at one pilot draw ``x~ ~ f_t(. | x_{t-1})`` made with a key that
-        depends only on ``t`` (a deterministic, strictly positive choice of ``eta``).
+      auxiliary_log_weight: look-ahead ``log eta_t = (x_prev, y_t, t) -> scalar``, ideally close
+        to ``log p(y_t | x_{t-1})``; required by the auxiliary filter. It must be finite
+        wherever ``p(y_t | x_{t-1}) > 0``, and its tails should not be lighter than the
+        predictive's, or the weights ``G / eta`` become heavy-tailed.
     """
 
     initial_sample: Callable
@@ -169,15 +170,8 @@ def _fk_model(model: StateSpaceModel, method: str, observations) -> FeynmanKac:
 
     lookahead = None
     if method == "auxiliary":
-        if m.auxiliary_log_weight is not None:
-            def lookahead(x_prev, t, params):
-                return m.auxiliary_log_weight(x_prev, obs(t), t)
-        else:
-            pilot_key = jax.random.key(0x5EED)
-
-            def lookahead(x_prev, t, params):
-                x_pilot = m.transition_sample(jax.random.fold_in(pilot_key, t), x_prev, t)
-                return m.observation_log_prob(x_pilot, obs(t), t)
+        def lookahead(x_prev, t, params):
+            return m.auxiliary_log_weight(x_prev, obs(t), t)
 
     return FeynmanKac(initial, transition, log_potential, initial_log_potential, lookahead)
 
@@ -189,6 +183,11 @@ def _check_model(model: StateSpaceModel, method: str, observations) -> None:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if method == "guided" and model.proposal is None:
         raise ValueError("method='guided' needs model.proposal (a smcjax.Proposal)")
+    if method == "auxiliary" and model.auxiliary_log_weight is None:
+        raise ValueError(
+            "method='auxiliary' needs model.auxiliary_log_weight, the look-ahead "
+            "log eta_t(x_prev, y_t, t) ~ log p(y_t | x_prev)"
+        )
     q = model.proposal
     if q is not None and q.initial_sample is not None and method != "bootstrap":
         if q.initial_log_prob is None or model.initial_log_prob is None:

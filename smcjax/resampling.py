@@ -70,13 +70,35 @@ __all__ = [
 Scheme = Callable[..., jax.Array]
 
 
+_BLOCK = 128
+
+
 def _cumsum(x):
-    # The associative scan lowers to fewer passes than jnp.cumsum on CPU (about 2x faster).
-    return lax.associative_scan(jnp.add, x)
+    """Inclusive cumulative sum of a float vector.
+
+    Blocks of 128 are summed by one matrix product with a triangular matrix and the block
+    totals by ``jnp.cumsum``: on CPU this runs about 1.5x faster than ``jnp.cumsum`` and
+    compiles 2-4x faster than ``lax.associative_scan``. Precision is float32 accumulation
+    (``Precision.HIGHEST``, so TPUs do not drop to bfloat16).
+    """
+    n = x.shape[0]
+    if n <= _BLOCK:
+        return jnp.cumsum(x)
+    blocks = jnp.pad(x, (0, (-n) % _BLOCK)).reshape(-1, _BLOCK)
+    tri = jnp.triu(jnp.ones((_BLOCK, _BLOCK), x.dtype))
+    within = jnp.dot(blocks, tri, precision=lax.Precision.HIGHEST)
+    totals = jnp.cumsum(within[:, -1])
+    offsets = jnp.concatenate([jnp.zeros((1,), x.dtype), totals[:-1]])
+    return (within + offsets[:, None]).reshape(-1)[:n]
 
 
 def _cummax(x):
     return lax.associative_scan(jnp.maximum, x)
+
+
+def _cummax_compact(x):
+    # For rarely taken branches: compiles to far less code than the associative scan.
+    return lax.cummax(x)
 
 
 def _weights(log_weights):
@@ -114,7 +136,7 @@ def _fix_counts_below(below, positive, m):
     below = jnp.where(idx >= _last_positive(positive), m, jnp.clip(below, 0, m))
     prev = jnp.concatenate([jnp.zeros((1,), below.dtype), below[:-1]])
     ok = jnp.all((below >= prev) & (positive | (below == prev)))
-    return lax.cond(ok, lambda b: b, lambda b: _cummax(jnp.where(positive, b, 0)), below)
+    return lax.cond(ok, lambda b: b, lambda b: _cummax_compact(jnp.where(positive, b, 0)), below)
 
 
 def _ancestors_from_counts_below(below, m):
@@ -128,7 +150,7 @@ def _ancestors_from_counts_below(below, m):
 
 def _flat_cdf(w, positive):
     """Cumulative weights that are flat across zero weights and +inf from the last positive."""
-    c = _cummax(jnp.where(positive, _cumsum(w), 0.0))
+    c = _cummax_compact(jnp.where(positive, jnp.cumsum(w), 0.0))
     idx = jnp.arange(w.shape[0], dtype=jnp.int32)
     return jnp.where(idx >= _last_positive(positive), jnp.inf, c)
 
@@ -160,9 +182,14 @@ def systematic(key, log_weights, num_samples=None):
     cumulative normalised weights. Lowest variance in practice; O(N).
     """
     m = _num_samples(log_weights, num_samples)
+    u = jax.random.uniform(key, (), jnp.result_type(log_weights, jnp.float32))
+    return systematic_from_uniforms(u, log_weights, m)
+
+
+def systematic_from_uniforms(u, log_weights, num_samples):
+    """:func:`systematic` given its uniform ``u`` in [0, 1) (exposed for edge-case tests)."""
     w, positive = _weights(log_weights)
-    u = jax.random.uniform(key, (), w.dtype)
-    return _from_grid(w, positive, m, lambda x: jnp.ceil(x - u).astype(jnp.int32))
+    return _from_grid(w, positive, num_samples, lambda x: jnp.ceil(x - u).astype(jnp.int32))
 
 
 def stratified(key, log_weights, num_samples=None):
@@ -172,8 +199,14 @@ def stratified(key, log_weights, num_samples=None):
     a gather rather than a binary search, so the cost is O(N).
     """
     m = _num_samples(log_weights, num_samples)
+    u = jax.random.uniform(key, (m,), jnp.result_type(log_weights, jnp.float32))
+    return stratified_from_uniforms(u, log_weights, m)
+
+
+def stratified_from_uniforms(u, log_weights, num_samples):
+    """:func:`stratified` given its ``num_samples`` uniforms in [0, 1)."""
+    m = num_samples
     w, positive = _weights(log_weights)
-    u = jax.random.uniform(key, (m,), w.dtype)
 
     def below(x):
         k = jnp.clip(jnp.floor(x), 0, m - 1).astype(jnp.int32)
@@ -183,12 +216,13 @@ def stratified(key, log_weights, num_samples=None):
     return _from_grid(w, positive, m, below)
 
 
-def _sorted_uniforms(key, m, dtype):
+def _sorted_uniforms(u):
     # Normalised partial sums of M+1 exponentials are the order statistics of M uniforms.
-    # jax.random.exponential uses -log1p(-u), finite for u in [0, 1).
-    e = jax.random.exponential(key, (m + 1,), dtype)
-    s = _cumsum(e)
-    return s[:m] / s[m]
+    # Exponentials are -log1p(-u), finite for u in [0, 1): a draw of exactly 0 gives E = 0.
+    m = u.shape[0] - 1
+    s = _cumsum(-jnp.log1p(-u))
+    grid = (jnp.arange(m, dtype=u.dtype) + 0.5) / m
+    return jnp.where(s[m] > 0, s[:m] / jnp.where(s[m] > 0, s[m], 1.0), grid)
 
 
 def multinomial(key, log_weights, num_samples=None):
@@ -198,10 +232,16 @@ def multinomial(key, log_weights, num_samples=None):
     O(N log M).
     """
     m = _num_samples(log_weights, num_samples)
+    u = jax.random.uniform(key, (m + 1,), jnp.result_type(log_weights, jnp.float32))
+    return multinomial_from_uniforms(u, log_weights, m)
+
+
+def multinomial_from_uniforms(u, log_weights, num_samples):
+    """:func:`multinomial` given ``num_samples + 1`` uniforms in [0, 1)."""
+    m = num_samples
     w, positive = _weights(log_weights)
-    p = _sorted_uniforms(key, m, w.dtype)
-    c = _cumsum(w)
-    below = jnp.searchsorted(p, c, side="left").astype(jnp.int32)
+    p = _sorted_uniforms(u)
+    below = jnp.searchsorted(p, _cumsum(w), side="left").astype(jnp.int32)
     below = _fix_counts_below(below, positive, m)
     return _ancestors_from_counts_below(below, m)
 
@@ -222,7 +262,7 @@ def residual(key, log_weights, num_samples=None):
     picks = _inverse_cdf(r_w, r_w > 0, u)
     use = jnp.arange(m) < num_left
     extra = jnp.zeros_like(det).at[picks].add(use.astype(jnp.int32))
-    below = _fix_counts_below(_cumsum(det + extra), positive, m)
+    below = _fix_counts_below(jnp.cumsum(det + extra), positive, m)
     return _ancestors_from_counts_below(below, m)
 
 
@@ -240,13 +280,15 @@ def _ssp_round(key, frac):
     val = jnp.zeros((size,), frac.dtype).at[:n].set(frac)
     who = jnp.arange(size, dtype=jnp.int32)
     out = jnp.zeros((size,), jnp.int32)
-    keys = jax.random.split(key, max(1, size.bit_length()))
-    level = 0
+    # One draw for every pair of every level (size - 1 pairs in all): one RNG call to compile.
+    u_all = jax.random.uniform(key, (max(1, size - 1),), frac.dtype)
+    offset = 0
     while val.shape[0] > 1:
         a, b = val[0::2], val[1::2]
         wa, wb = who[0::2], who[1::2]
         s = a + b
-        u = jax.random.uniform(keys[level], a.shape, frac.dtype)
+        u = u_all[offset:offset + a.shape[0]]
+        offset += a.shape[0]
         low = s <= 1.0
         p_a = jnp.where(low, a / jnp.where(s > 0, s, 1.0), (1.0 - b) / jnp.maximum(2.0 - s, 1e-30))
         first = u < p_a
@@ -257,7 +299,6 @@ def _ssp_round(key, frac):
         out = out.at[resolved_who].set(resolved_val)
         val = jnp.where(low, s, s - 1.0)
         who = jnp.where(surv_is_a, wa, wb)
-        level += 1
     out = out.at[who[0]].set(jnp.round(val[0]).astype(jnp.int32))
     return out[:n]
 
@@ -271,7 +312,7 @@ def ssp(key, log_weights, num_samples=None):
     mw = m * w
     det = jnp.floor(mw)
     extra = _ssp_round(key, jnp.where(positive, mw - det, 0.0))
-    below = _fix_counts_below(_cumsum(det.astype(jnp.int32) + extra), positive, m)
+    below = _fix_counts_below(jnp.cumsum(det.astype(jnp.int32) + extra), positive, m)
     return _ancestors_from_counts_below(below, m)
 
 
