@@ -52,6 +52,10 @@ def log_mean_exp(log_weights):
 def normalize(log_weights):
     """Normalise log weights.
 
+    The maximum is subtracted first (exact in floating point for nearby values) and only then
+    the log of the (order-one) sum, so float32 weights around 1e3 in log space keep full
+    relative precision.
+
     Returns:
       ``(log_W, log_total)`` with ``logsumexp(log_W) == 0`` and
       ``log_total = logsumexp(log_weights)``. If every weight is zero, ``log_total`` is
@@ -59,10 +63,14 @@ def normalize(log_weights):
       the caller must report the collapse.
     """
     log_weights = jnp.asarray(log_weights)
-    total = logsumexp(log_weights)
+    m = jnp.max(log_weights)
+    finite = jnp.isfinite(m)
+    shifted = log_weights - jnp.where(finite, m, 0.0)
+    log_sum = jnp.log(jnp.sum(jnp.exp(shifted)))
+    total = jnp.where(finite, m + log_sum, -jnp.inf)
     n = log_weights.shape[0]
     uniform = jnp.full_like(log_weights, -jnp.log(jnp.asarray(n, log_weights.dtype)))
-    return jnp.where(jnp.isfinite(total), log_weights - total, uniform), total
+    return jnp.where(finite, shifted - log_sum, uniform), total
 
 
 def normalized_weights(log_weights):
