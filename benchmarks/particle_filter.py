@@ -54,15 +54,24 @@ def best_of(fn, repeats):
     return min(times)
 
 
+def _normal_logpdf(x, mean, sd):
+    return -0.5 * ((x - mean) / sd) ** 2 - jnp.log(sd) - 0.5 * jnp.log(2 * jnp.pi)
+
+
+# The model as a user writes a scalar state-space model: single-particle functions.
+LG_1D = smcjax.StateSpaceModel(
+    initial_sample=lambda key: jax.random.normal(key),
+    transition_sample=lambda key, x, t: RHO * x + SX * jax.random.normal(key),
+    transition_log_prob=lambda x_prev, x, t: _normal_logpdf(x, RHO * x_prev, SX),
+    observation_log_prob=lambda x, y, t: _normal_logpdf(y, x, SY),
+)
+
+
 def smcjax_runner(ys, n):
-    p = lg.LGParams(A=jnp.full((1, 1), RHO), Q=jnp.full((1, 1), SX**2), C=jnp.ones((1, 1)),
-                    R=jnp.full((1, 1), SY**2), m0=jnp.zeros(1), P0=jnp.ones((1, 1)))
-    model = lg.make_model(p)
-    ys2 = ys[:, None]
     key = jax.random.key(1)
 
     def go():
-        res = smcjax.particle_filter(key, model, ys2, n, resampling="systematic",
+        res = smcjax.particle_filter(key, LG_1D, ys, n, resampling="systematic",
                                      ess_threshold=1.0)
         return float(res.log_evidence)
 

@@ -11,9 +11,10 @@ Public API (see each module for the mathematics):
   :mod:`smcjax.models` (built-in models with exact answers).
 """
 
-from smcjax import resampling, weights
+from smcjax import progress, resampling, weights
 from smcjax.bayes import BayesianModel, Bijection
 from smcjax.engine import FeynmanKac, SMCState, StepInfo
+from smcjax.export import to_arviz
 from smcjax.engine import init as smc_init
 from smcjax.engine import run as smc_run
 from smcjax.engine import step as smc_step
@@ -34,6 +35,8 @@ __all__ = [
     "particle_filter",
     "BayesianModel",
     "Bijection",
+    "progress",
+    "to_arviz",
     "resampling",
     "weights",
 ]

@@ -287,7 +287,8 @@ def _stack_first(first, rest):
 
 
 def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
-        resampling="systematic", ess_threshold=0.5, reduce_fn: Callable | None = None):
+        resampling="systematic", ess_threshold=0.5, reduce_fn: Callable | None = None,
+        callback: Callable | None = None, callback_args=()):
     """Run ``num_steps`` steps (``t = 0..num_steps-1``) in one compiled ``lax.scan``.
 
     Args:
@@ -300,6 +301,11 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
       reduce_fn: optional ``reduce_fn(particles, log_weights, t) -> pytree`` evaluated after
         every step (e.g. :func:`weighted_mean_and_var`) and stacked over steps, so that a long
         run need not keep every particle.
+      callback: optional host function ``callback(step, ess, log_evidence)`` called after every
+        step through ``jax.debug.callback`` (e.g. :class:`smcjax.progress.ProgressBar`). With
+        None nothing is traced, so it costs nothing.
+      callback_args: extra traced values appended to the callback's arguments (the samplers
+        pass a registered id here so that a new progress bar does not recompile).
 
     Returns:
       ``(final_state, infos, reduced)``; ``infos`` is a :class:`StepInfo` with leading axis T,
@@ -310,7 +316,10 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     check_ess_threshold(ess_threshold)
     get_scheme(resampling)
-    k_init, k_steps = jax.random.split(as_particle_key(key))
+    # Scalar key bookkeeping stays in the caller's PRNG implementation (on CPU, JAX's compact
+    # rolled Threefry); only the per-particle keys use the vectorising implementation, so the
+    # compiled program holds as few unrolled ciphers as possible (they dominate compile time).
+    k_init, k_steps = jax.random.split(key)
     state, info0 = init(k_init, fk, num_particles, params)
     red0 = None if reduce_fn is None else reduce_fn(state.particles, state.log_weights,
                                                    jnp.int32(0))
@@ -323,6 +332,8 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
         t, keys = inputs
         st, info = _step(keys[0], keys[1], carry, t, fk, params, resampling, ess_threshold)
         red = None if reduce_fn is None else reduce_fn(st.particles, st.log_weights, t)
+        if callback is not None:
+            jax.debug.callback(callback, t, info.ess, st.log_evidence, *callback_args)
         return st, (info, red)
 
     # All step keys are drawn before the loop: one RNG call outside instead of two per step

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smcjax import _checks
+from smcjax import _checks, progress
 from smcjax.engine import (
     FeynmanKac,
     SMCState,
@@ -215,9 +215,9 @@ def _check_model(model: StateSpaceModel, method: str, observations) -> None:
 
 
 @partial(jax.jit, static_argnames=("model", "num_particles", "method", "resampling",
-                                   "ess_threshold", "reduce_fn"))
-def _filter(key, observations, *, model, num_particles, method, resampling, ess_threshold,
-            reduce_fn):
+                                   "ess_threshold", "reduce_fn", "has_callback"))
+def _filter(key, observations, callback_id, *, model, num_particles, method, resampling,
+            ess_threshold, reduce_fn, has_callback):
     num_steps = _checks.leading_axis(observations, what="observations")
     fk = _fk_model(model, method, observations)
 
@@ -228,7 +228,9 @@ def _filter(key, observations, *, model, num_particles, method, resampling, ess_
         return out
 
     state, infos, reduced = run(key, fk, num_particles, num_steps, resampling=resampling,
-                                ess_threshold=ess_threshold, reduce_fn=reduce_all)
+                                ess_threshold=ess_threshold, reduce_fn=reduce_all,
+                                callback=progress.dispatch if has_callback else None,
+                                callback_args=(callback_id,))
     return FilterResult(
         log_evidence=state.log_evidence,
         filtering_mean=reduced["moments"]["mean"],
@@ -246,7 +248,8 @@ def _filter(key, observations, *, model, num_particles, method, resampling, ess_
 def particle_filter(key, model: StateSpaceModel, observations, num_particles: int, *,
                     method: str = "bootstrap", resampling="systematic",
                     ess_threshold: float = 0.5, num_steps: int | None = None,
-                    reduce_fn: Callable | None = None) -> FilterResult:
+                    reduce_fn: Callable | None = None,
+                    callback: Callable | None = None) -> FilterResult:
     """Run a particle filter over all observations in one compiled loop.
 
     Args:
@@ -260,6 +263,9 @@ def particle_filter(key, model: StateSpaceModel, observations, num_particles: in
       num_steps: optional check that the observations have exactly this many steps.
       reduce_fn: optional ``(particles, log_weights, t) -> pytree`` evaluated at every step;
         its stacked output is ``FilterResult.reduced``.
+      callback: optional host function ``callback(step, ess, log_evidence)`` called after each
+        step from inside the compiled loop, e.g. ``smcjax.progress.ProgressBar(T)``; None
+        (the default) adds nothing to the compiled program.
 
     Returns:
       A :class:`FilterResult`.
@@ -288,5 +294,7 @@ def particle_filter(key, model: StateSpaceModel, observations, num_particles: in
         )
     observations = jax.tree.map(jnp.asarray, observations)
     _check_model(model, method, observations)
-    return _filter(key, observations, model=model, num_particles=num_particles, method=method,
-                   resampling=resampling, ess_threshold=ess_threshold, reduce_fn=reduce_fn)
+    cid = jnp.int32(0 if callback is None else progress.register(callback))
+    return _filter(key, observations, cid, model=model, num_particles=num_particles,
+                   method=method, resampling=resampling, ess_threshold=ess_threshold,
+                   reduce_fn=reduce_fn, has_callback=callback is not None)
