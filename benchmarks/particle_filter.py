@@ -24,9 +24,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from smcjax.models import linear_gaussian as lg
 
 import smcjax
-from smcjax.models import linear_gaussian as lg
 
 RHO, SX, SY, T = 0.9, 0.5, 0.5, 100
 

@@ -6,19 +6,32 @@ Public API (see each module for the mathematics):
   :func:`smc_step`, :func:`smc_run`.
 * Particle filters: :class:`StateSpaceModel`, :class:`Proposal`, :func:`particle_filter`,
   :class:`FilterResult`.
+* Static Bayesian models: :func:`tempered_smc` (adaptive tempering, waste-free),
+  :func:`data_tempering_smc` (IBIS), :class:`TemperedResult`, :mod:`smcjax.moves` (BlackJAX
+  RWMH / MALA / HMC / NUTS adapters with population tuning).
+* NumPyro bridge: :func:`from_numpyro` (a NumPyro model as a :class:`BayesianModel`; NumPyro
+  is imported only when it is called).
+* Diffusion models: :mod:`smcjax.diffusion` (schedules, score models, Feynman-Kac correctors
+  :func:`fkc_sample` for annealing / products / CFG / reward tilts, the twisted diffusion
+  sampler :func:`twisted_sample`, baselines, exact Gaussian-mixture answers).
 * Modules: :mod:`smcjax.weights` (log-weight algebra, ESS), :mod:`smcjax.resampling` (six
   unbiased schemes), :mod:`smcjax.random` (vectorised per-particle keys),
   :mod:`smcjax.models` (built-in models with exact answers).
 """
 
-from smcjax import progress, resampling, weights
+from smcjax import diffusion, moves, progress, resampling, weights
+from smcjax._static_common import TemperedResult
 from smcjax.bayes import BayesianModel, Bijection
+from smcjax.data_tempering import data_tempering_smc
+from smcjax.diffusion import fkc_sample, twisted_sample
 from smcjax.engine import FeynmanKac, SMCState, StepInfo
-from smcjax.export import to_arviz
 from smcjax.engine import init as smc_init
 from smcjax.engine import run as smc_run
 from smcjax.engine import step as smc_step
+from smcjax.export import to_arviz
 from smcjax.filters import FilterResult, Proposal, StateSpaceModel, particle_filter
+from smcjax.numpyro_bridge import from_numpyro
+from smcjax.tempering import tempered_smc
 
 __version__ = "0.1.0"
 
@@ -35,8 +48,16 @@ __all__ = [
     "particle_filter",
     "BayesianModel",
     "Bijection",
+    "tempered_smc",
+    "data_tempering_smc",
+    "from_numpyro",
+    "TemperedResult",
+    "moves",
     "progress",
     "to_arviz",
     "resampling",
     "weights",
+    "diffusion",
+    "fkc_sample",
+    "twisted_sample",
 ]

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from smcjax.models import linear_gaussian as lg
 
 import smcjax
 from smcjax import weights as W
 from smcjax.engine import FeynmanKac, init, step
-from smcjax.models import linear_gaussian as lg
 from smcjax.random import IMPL, as_particle_key, threefry2x32
 
 # ---------------------------------------------------------------- weights

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from smcjax.models import linear_gaussian as lg
 
 import smcjax
-from smcjax.models import linear_gaussian as lg
 from smcjax.resampling import SCHEMES
 from smcjax.validate import evidence_ratio_check, mean_check_across_runs
 
@@ -25,7 +25,7 @@ NUM_STEPS = 25
 PARTICLES = {1: 1024, 3: 1024}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem(dim):
     p = lg.random_params(jax.random.key(10 + dim), dim_x=dim, dim_y=dim)
     _, ys = lg.simulate(jax.random.key(20 + dim), p, NUM_STEPS)

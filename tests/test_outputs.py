@@ -3,9 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from smcjax.models import linear_gaussian as lg
 
 import smcjax
-from smcjax.models import linear_gaussian as lg
 from smcjax.summary import flatten_particles, posterior_summary, weighted_quantile
 
 

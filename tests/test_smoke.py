@@ -1,7 +1,7 @@
 import jax
+from smcjax.models import linear_gaussian as lg
 
 import smcjax
-from smcjax.models import linear_gaussian as lg
 
 
 def test_bootstrap_runs_and_is_close_to_kalman():

@@ -1,0 +1,186 @@
+"""FKC against score arithmetic on the 40-mode 2-d Gaussian mixture annealed to beta = 3.
+
+Setup (the FKC authors' toy, as used here):
+
+* data: 40 equally weighted components ``N(mu_k, I)`` in 2-d, means uniform in ``[-40, 40]^2``
+  (NumPy seed 0);
+* schedule: EDM, ``sigma`` from 150 down to 0.01 on the Karras grid (rho = 7); ``sigma_max``
+  is well above the data's spread so the Gaussian start is accurate;
+* score: exact (:class:`smcjax.diffusion.GaussianMixtureScore`);
+* target: ``q_{sigma_min}^3`` (a 11480-term Gaussian mixture; exact samples are drawn from it);
+* samplers, all with the same N, the same number of steps K and therefore the same number of
+  score evaluations (one per particle per step): FKC with systematic resampling at every step
+  (``fkc``), FKC without resampling (``fkc_noresample``), the unweighted reverse SDE with
+  the annealed score ``3 s`` (``sde``), and, for information, FKC with the noise multiplier
+  ``eta = 2`` (``fkc_eta2``; lower weight variance, more discretisation bias).
+
+Metrics, against exact target samples:
+
+* ``w2``: exact 2-Wasserstein distance between n = min(N, 2000) equally weighted points
+  (weighted samples are first resampled systematically to n points) and n exact draws, by
+  optimal assignment (``scipy.optimize.linear_sum_assignment``); ``w2_floor`` is the same
+  distance between two independent exact sets of n points (the Monte Carlo floor);
+* ``mmd``: weighted MMD with the kernel ``sum_{b in (1, 5, 20)} exp(-|x - y|^2 / (2 b^2))``
+  against 5000 exact draws;
+* ``mode_tv``: total variation between the mode masses (nearest-mean cells; weighted) and the
+  exact masses (from 10^6 exact draws);
+* ``seconds``: wall time of one compiled run (median of ``repeats``), and ratios
+  ``fkc / sde``;
+* every metric is the mean (and ``_sd`` the standard deviation) over ``repeats`` seeds.
+
+The machine may be shared with other jobs: compare wall-time ratios measured in this one
+process, not absolute times. Run ``python benchmarks/diffusion_fkc.py [--small]``; it prints
+JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from smcjax.diffusion import EDM, GaussianMixtureScore, anneal, fkc_sample, gmm, sde_sample
+from smcjax.resampling import systematic
+
+BETA = 3.0
+
+
+def make_problem(seed=0, num_modes=40, box=40.0):
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(-box, box, size=(num_modes, 2))
+    return gmm.make(np.ones(num_modes), means, 1.0)
+
+
+def exact_target(mix, sde, beta, n, seed):
+    t = sde.t_min
+    qt = gmm.noised(mix, float(sde.alpha(t)), float(sde.sigma(t)))
+    target, _ = gmm.power(qt, int(beta))
+    return gmm.sample(target, n, seed)
+
+
+def resample_points(key, x, log_w, n):
+    idx = systematic(key, jnp.asarray(log_w), n)
+    return np.asarray(x)[np.asarray(idx)]
+
+
+def w2_exact(a, b):
+    cost = np.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    return float(np.sqrt(cost[rows, cols].mean()))
+
+
+@jax.jit
+def _mmd(x, w, y):
+    def k(a, b):
+        d2 = jnp.sum((a[:, None, :] - b[None, :, :]) ** 2, -1)
+        return sum(jnp.exp(-d2 / (2.0 * s * s)) for s in (1.0, 5.0, 20.0))
+
+    v = jnp.full((y.shape[0],), 1.0 / y.shape[0])
+    return jnp.sqrt(jnp.maximum(w @ k(x, x) @ w + v @ k(y, y) @ v - 2.0 * w @ k(x, y) @ v, 0.0))
+
+
+def mode_masses(x, w, means):
+    labels = gmm.nearest_center(means)(x)
+    return np.bincount(labels, weights=w, minlength=len(means))
+
+
+def timed_round_robin(fns, repeats):
+    """Compile every function, then run them in turn ``repeats`` times with seeds 0..repeats-1
+    (so that load from other jobs on a shared machine hits all of them alike).
+
+    Returns:
+      ``(outputs, seconds)``: per function the list of outputs and the median wall time.
+    """
+    for fn in fns.values():
+        jax.block_until_ready(fn(jax.random.key(123)))  # compile
+    outs = {name: [] for name in fns}
+    times = {name: [] for name in fns}
+    for r in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            outs[name].append(jax.block_until_ready(fn(jax.random.key(r))))
+            times[name].append(time.perf_counter() - t)
+    return outs, {name: float(np.median(v)) for name, v in times.items()}
+
+
+def metrics(res, ref_a, ref_mmd, exact_mass, means, m):
+    x = np.asarray(res.samples, np.float64)
+    w = np.exp(np.asarray(res.log_weights, np.float64))
+    w /= w.sum()
+    pts = resample_points(jax.random.key(7), x, np.log(w), m)
+    return {
+        "w2": w2_exact(pts, ref_a),
+        "mmd": float(_mmd(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), ref_mmd)),
+        "mode_tv": float(0.5 * np.abs(mode_masses(x, w, means) - exact_mass).sum()),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="N in {1000} and fewer steps")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=4)
+    args = parser.parse_args(argv)
+    sizes = (1000,) if args.small else (1000, 10000)
+    steps = args.steps or (100 if args.small else 500)
+
+    sde = EDM(sigma_min=0.01, sigma_max=150.0)
+    mix = make_problem()
+    score = GaussianMixtureScore(mix, sde)
+    target = anneal(score, BETA)
+    ref_big = exact_target(mix, sde, BETA, 1_000_000, seed=1)
+    exact_mass = mode_masses(ref_big, np.ones(len(ref_big)) / len(ref_big), mix.means)
+    ref_mmd = jnp.asarray(ref_big[:5000], jnp.float32)
+
+    runners = {
+        "fkc": lambda n: (lambda k: fkc_sample(k, target, sde, n, steps)),
+        "fkc_noresample": lambda n: (lambda k: fkc_sample(k, target, sde, n, steps,
+                                                          ess_threshold=0.0)),
+        "sde": lambda n: (lambda k: sde_sample(k, target, sde, n, steps)),
+        "fkc_eta2": lambda n: (lambda k: fkc_sample(k, target, sde, n, steps, eta=2.0)),
+    }
+    results = []
+    for n in sizes:
+        m = min(n, 2000)
+        ref_a, ref_b = ref_big[:m], ref_big[-m:]
+        row = {"N": n, "steps": steps, "score_evals_per_method": n * steps,
+               "w2_floor": w2_exact(ref_a, ref_b)}
+        outs, secs = timed_round_robin({name: make(n) for name, make in runners.items()},
+                                       args.repeats)
+        for name, results_r in outs.items():
+            per_seed = [metrics(res, ref_a, ref_mmd, exact_mass, mix.means, m)
+                        for res in results_r]
+            row[name] = {"seconds": secs[name]}
+            for key in ("w2", "mmd", "mode_tv"):
+                vals = np.array([p[key] for p in per_seed])
+                row[name][key] = float(vals.mean())
+                row[name][key + "_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+            row[name]["final_ess"] = float(results_r[-1].ess[-1])
+            z = results_r[-1].log_evidence
+            row[name]["log_evidence"] = None if z is None else float(z)
+        row["w2_ratio_fkc_over_sde"] = row["fkc"]["w2"] / row["sde"]["w2"]
+        row["time_ratio_fkc_over_sde"] = row["fkc"]["seconds"] / row["sde"]["seconds"]
+        results.append(row)
+    out = {
+        "benchmark": "diffusion_fkc",
+        "problem": "40-mode 2-d GMM (means U[-40,40]^2, cov I, equal weights), annealed to beta=3",
+        "sde": "EDM sigma in [0.01, 150], Karras grid rho=7",
+        "w2_method": "exact OT (linear_sum_assignment) on min(N, 2000) points",
+        "seeds_per_metric": args.repeats,
+        "machine": f"{platform.machine()} {platform.processor() or ''}, {jax.device_count()} "
+                   f"{jax.default_backend()} device(s); shared machine: use ratios",
+        "goals": {"w2_ratio_fkc_over_sde": "<= 0.5", "time_ratio_fkc_over_sde": "<= 1.3"},
+        "results": results,
+    }
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""MCMC moves: invariance of each BlackJAX adapter, population tuning, composition, user moves."""
+
+from __future__ import annotations
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _static_checks import assert_exact, run_seeds
+from smcjax.models import conjugate_gaussian as cg
+
+import smcjax
+from smcjax import moves
+from smcjax.moves import tuning
+
+MEAN = np.array([1.0, -2.0, 0.5])
+SCALES = np.array([1.0, 3.0, 0.2])
+CORR = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, -0.5], [0.0, -0.5, 1.0]])
+COV = CORR * np.outer(SCALES, SCALES)
+PREC = jnp.asarray(np.linalg.inv(COV), jnp.float32)
+TARGETS = {"rwmh": 0.234, "mala": 0.574, "hmc": 0.65, "nuts": 0.8}
+
+
+def _log_density(z):
+    r = z - jnp.asarray(MEAN, jnp.float32)
+    return -0.5 * r @ PREC @ r
+
+
+@pytest.mark.parametrize("name", ["rwmh", "mala", "hmc", "nuts"])
+def test_move_keeps_gaussian_invariant_and_step_size_adapts(name):
+    """Exact draws stay exact draws; the step size moves towards the target acceptance."""
+    n = 4000
+    rng = np.random.default_rng(1)
+    z0 = jnp.asarray(rng.multivariate_normal(MEAN, COV, size=n), jnp.float32)
+    lw = jnp.full((n,), -np.log(n), jnp.float32)
+    move = moves.get_move(name)
+
+    @jax.jit
+    def run(key, z, params):
+        return moves.mutate(key, z, lw, _log_density, move, params, num_steps=3)
+
+    params = move.init_params(3, jnp.float32)
+    z1, info = run(jax.random.key(0), z0, params)
+    z1 = np.asarray(z1, np.float64)
+    se_mean = np.sqrt(np.diag(COV) / n)
+    se_var = np.diag(COV) * np.sqrt(2.0 / n)
+    assert np.all(np.abs((z1.mean(0) - MEAN) / se_mean) < 4), z1.mean(0)
+    assert np.all(np.abs((z1.var(0) - np.diag(COV)) / se_var) < 4), z1.var(0)
+    moved = np.mean(np.any(z1 != np.asarray(z0), axis=1))
+    assert moved > 0.5
+    assert int(info.num_steps) == 3 and int(info.num_evals) >= 4 * n
+
+    # start 20x too large (acceptance ~0) and adapt between mutations (the kernel is fixed
+    # within each): the acceptance must end in the band [a*/2, (1 + a*)/2] around the target
+    params = {"step_size": params["step_size"] * 20.0}
+    z, accs = z0, []
+    for i in range(12):
+        z, info = run(jax.random.key(10 + i), z, params)
+        params = move.adapt(params, info.mean_info)
+        accs.append(float(info.acceptance_rate))
+    print(name, np.round(accs, 3), float(params["step_size"]))
+    target = TARGETS[name]
+    assert accs[0] < 0.05
+    assert target / 2 < np.mean(accs[-3:]) < (1 + target) / 2
+
+
+def test_adaptive_number_of_steps_stops_when_decorrelated():
+    n = 1000
+    rng = np.random.default_rng(2)
+    z0 = jnp.asarray(rng.multivariate_normal(MEAN, COV, size=n), jnp.float32)
+    lw = jnp.full((n,), -np.log(n), jnp.float32)
+    for name in ("rwmh", "hmc"):
+        move = moves.get_move(name)
+        z, info = jax.jit(lambda k, mv=move: moves.mutate(
+            k, z0, lw, _log_density, mv, mv.init_params(3, jnp.float32), max_steps=40,
+            correlation_target=0.1))(jax.random.key(0))
+        k = int(info.num_steps)
+        print(name, k, float(info.correlation))
+        assert 1 < k < 40 and float(info.correlation) <= 0.1
+        # the statistic itself: start vs end, recomputed
+        u0 = jax.vmap(tuning.to_white, in_axes=(None, 0))(
+            tuning.whitening(*tuning.weighted_moments(z0, lw)), z0)
+        u1 = jax.vmap(tuning.to_white, in_axes=(None, 0))(
+            tuning.whitening(*tuning.weighted_moments(z0, lw)), z)
+        assert float(tuning.decorrelation(u0, u1, lw)) < 0.2
+        assert float(tuning.decorrelation(u0, u0, lw)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_weighted_moments_and_whitening():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(50, 4))
+    lw = rng.normal(size=50)
+    lw[:5] = -np.inf
+    z[:5] = np.inf  # zero-weight particles may hold anything
+    w = np.exp(lw - np.logaddexp.reduce(lw))
+    zf = z[5:]
+    mean = w[5:] @ zf
+    cov = (w[5:, None] * (zf - mean)).T @ (zf - mean)
+    m, c = tuning.weighted_moments(jnp.asarray(z), jnp.asarray(lw))
+    np.testing.assert_allclose(np.asarray(m), mean, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(c), cov, rtol=1e-4, atol=1e-6)
+    wh = tuning.whitening(jnp.zeros(4), jnp.zeros((4, 4)))  # degenerate: still finite
+    assert np.all(np.isfinite(np.asarray(wh.chol)))
+
+
+def test_cross_whitening_uses_the_other_group():
+    rng = np.random.default_rng(4)
+    n, d = 60, 3
+    z = rng.normal(size=(n, d)) * np.array([1.0, 2.0, 0.5])
+    lw = rng.normal(size=n)
+    labels = np.arange(n) % 2
+    cw = tuning.cross_whitening(jnp.asarray(z), jnp.asarray(lw), jnp.asarray(labels))
+    assert not bool(cw.pooled)
+    for g in (0, 1):
+        other = labels == 1 - g
+        w = np.exp(lw[other] - np.logaddexp.reduce(lw[other]))
+        mean = w @ z[other]
+        cov = (w[:, None] * (z[other] - mean)).T @ (z[other] - mean)
+        np.testing.assert_allclose(np.asarray(cw.mean[g]), mean, rtol=1e-4, atol=1e-6)
+        chol = np.asarray(cw.chol[g])
+        np.testing.assert_allclose(chol @ chol.T, cov, rtol=1e-3, atol=1e-5)
+        u = rng.normal(size=d)
+        back = tuning.to_white(cw, tuning.from_white(cw, jnp.asarray(u), g), g)
+        np.testing.assert_allclose(np.asarray(back), u, rtol=1e-4, atol=1e-5)
+    # a group too small for a covariance falls back to the pooled moments
+    few = np.where(np.arange(n) < 3, 1, 0)
+    assert bool(tuning.cross_whitening(jnp.asarray(z), jnp.asarray(lw), jnp.asarray(few)).pooled)
+
+
+_RW = blackjax.mcmc.random_walk.build_additive_step()
+
+
+def user_random_walk(key, state, log_density):
+    """A user kernel with BlackJAX's single-particle shape (not whitened, fixed scale)."""
+    return _RW(key, state, log_density, blackjax.mcmc.random_walk.normal(jnp.float32(0.3)))
+
+
+def test_composed_user_and_builtin_moves_are_exact():
+    model, ex = cg.make_model(2)
+    mv = moves.get_move([user_random_walk, "mala"])
+    assert mv.name == "user+mala" and not mv.whiten
+    res = run_seeds(lambda k: smcjax.tempered_smc(k, model, 500, move=[user_random_walk, "mala"]),
+                    50)
+    acc = np.asarray(res.acceptance_rate)[:, 1]
+    assert np.all((acc > 0.05) & (acc < 1.0))
+    assert_exact(res, ex.posterior_mean, ex.posterior_var, ex.log_evidence, label="user+mala")
+
+
+def test_move_errors():
+    with pytest.raises(ValueError, match="unknown move"):
+        moves.get_move("gibbs")
+    with pytest.raises(ValueError, match="at least one"):
+        moves.compose()
+    with pytest.raises(ValueError, match="Move"):
+        moves.compose(moves.rwmh(), "hmc")
+    with pytest.raises(ValueError, match="empty"):
+        moves.get_move([])

@@ -1,0 +1,46 @@
+"""Waste-free tempered SMC (Dau & Chopin 2022) against the exact conjugate Gaussian answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _static_checks import assert_exact, run_seeds
+from smcjax.models import conjugate_gaussian as cg
+
+import smcjax
+
+SEEDS = 50
+
+
+@pytest.mark.parametrize("move", ["rwmh", "hmc"])
+def test_waste_free_conjugate_gaussian_d2(move):
+    model, ex = cg.make_model(2)
+    n, m = 500, 50  # P = 10
+    res = run_seeds(lambda k: smcjax.tempered_smc(k, model, n, move=move, waste_free=True,
+                                                  num_chains=m), SEEDS)
+    steps = np.asarray(res.num_steps)
+    k = np.asarray(res.num_mcmc_steps)
+    for s in range(SEEDS):
+        assert np.all(k[s, 1:steps[s] + 1] == n // m - 1)
+        assert np.all(np.asarray(res.resampled)[s, 1:steps[s] + 1])
+    # every chain state is kept: many more distinct particles than the M starting points
+    distinct = [np.unique(np.asarray(res.particles)[s], axis=0).shape[0] for s in range(SEEDS)]
+    assert min(distinct) > 2 * m
+    if move == "rwmh":  # M inits + M (P-1) steps + N log-likelihoods per step
+        evals = np.asarray(res.likelihood_evals)
+        assert np.all(evals[:, 1] == m + m * (n // m - 1) + n)
+    assert_exact(res, ex.posterior_mean, ex.posterior_var, ex.log_evidence,
+                 label=f"waste-free d2 {move}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dim", [2, 10, 50])
+@pytest.mark.parametrize("move", ["rwmh", "mala", "hmc", "nuts"])
+def test_waste_free_grid(dim, move):
+    model, ex = cg.make_model(dim)
+    n = 1000 if dim < 50 else 2000
+    m = n // 20  # chains of length 20
+    res = run_seeds(lambda k: smcjax.tempered_smc(k, model, n, move=move, waste_free=True,
+                                                  num_chains=m), SEEDS, seed=dim)
+    assert_exact(res, ex.posterior_mean, ex.posterior_var, ex.log_evidence,
+                 label=f"waste-free grid d{dim} {move} N{n} M{m}")
