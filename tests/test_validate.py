@@ -150,6 +150,11 @@ def test_discrete_tv_check_mode_masses():
     assert discrete_tv_check(runs, exact, alpha=1e-3).passed
     res = discrete_tv_check(runs + np.array([0.05, -0.05]), exact, alpha=1e-3)
     assert not res.passed and "TV distance 0.05" in res.message
+    # a rare category that no run sees: judged with the multinomial floor, not a zero SE
+    rare = np.array([1e-4, 1.0 - 1e-4])
+    seen = np.tile([0.0, 1.0], (16, 1))
+    assert not discrete_tv_check(seen, rare).passed
+    assert discrete_tv_check(seen, rare, num_effective=16 * 500, alpha=1e-3).passed
     with pytest.raises(ValueError, match="num_effective"):
         discrete_tv_check(exact, exact)
     with pytest.raises(ValueError, match="sum to 1"):

@@ -29,6 +29,10 @@ linear_gaussian_3d     ssm   Kalman filter (3-d state, 2-d observations, T = 25)
 discrete_hmm           ssm   forward algorithm (3 states, 4 symbols, T = 30), int particles
 ====================== ===== ==============================================================
 
+Where :mod:`smcjax.diffusion` imports, the Gaussian-mixture test bed adds ``"diffusion"``
+problems (``fkc_*`` reshaped targets, ``tds_*`` posteriors; moments and mode masses, see
+:mod:`smcjax.validate._diffusion`).
+
 Users add their own: ``Problem("mine", "bayes", lambda: Instance(model, Exact(...)))``.
 """
 

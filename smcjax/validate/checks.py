@@ -260,12 +260,15 @@ def discrete_tv_check(probs, exact, *, num_effective: float | None = None, alpha
     * ``probs`` ``[K]`` from one weighted sample: multinomial standard errors
       ``√(p_k (1 - p_k) / n)``, ``n = num_effective`` (e.g. the ESS), normal p-values;
     * ``probs`` ``[R, K]`` from ``R`` independent runs: across-run standard errors, Student t
-      with ``R - 1`` degrees of freedom; TV of the across-run average.
+      with ``R - 1`` degrees of freedom; TV of the across-run average. If ``num_effective``
+      (the effective size of all runs together) is given, the multinomial standard error
+      ``√(p_k (1 - p_k) / num_effective)`` is a floor, so a rare category that every run
+      misses is not judged with a zero standard error.
 
     Args:
       probs: ``[K]`` or ``[R, K]`` estimated probabilities.
       exact: ``[K]`` exact probabilities (summing to 1).
-      num_effective: required for a single ``[K]`` estimate.
+      num_effective: effective sample size; required for a single ``[K]`` estimate.
       alpha: pass when the Bonferroni-corrected p-value is at least ``alpha``.
       name: label of the check.
       labels: optional ``K`` category names for the message.
@@ -288,6 +291,8 @@ def discrete_tv_check(probs, exact, *, num_effective: float | None = None, alpha
         if r < 2:
             raise ValueError("need at least 2 independent runs")
         mean, se = p_hat.mean(0), p_hat.std(0, ddof=1) / np.sqrt(r)
+        if num_effective is not None:
+            se = np.maximum(se, np.sqrt(p * (1.0 - p) / float(num_effective)))
         source = f"{r} runs"
     z = _z_with_zero_se(mean - p, se)
     worst_k = int(np.argmax(np.abs(z)))

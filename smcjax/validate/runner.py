@@ -140,7 +140,9 @@ def _checks(problem: Problem, inst: Instance, outs, alpha: float) -> list[CheckR
         k = len(ex.mode_masses)
         masses = np.stack([np.bincount(ex.mode_of(f), weights=wr, minlength=k)[:k]
                            for f, wr in zip(flat, w, strict=True)])
-        results.append(discrete_tv_check(masses, ex.mode_masses, alpha=alpha, name="modes"))
+        total_ess = float(np.sum(1.0 / np.sum(w**2, axis=1)))  # floor for never-seen modes
+        results.append(discrete_tv_check(masses, ex.mode_masses, alpha=alpha, name="modes",
+                                         num_effective=total_ess))
     return results
 
 
