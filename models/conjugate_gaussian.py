@@ -147,20 +147,22 @@ def make_model(dim: int, *, num_data: int | None = None, noise_scale: float | No
     datum_const = -0.5 * (dim * np.log(2 * np.pi) + logdet_r)
 
     c = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-    mu0_j, chol_s0_j, chol_r_j, ybar_j, y_j = c(mu0), c(chol_s0), c(chol_r), c(ybar), c(y)
+    mu0_j, ybar_j, y_j = c(mu0), c(ybar), c(y)
+    chol_s0_j = c(chol_s0)
+    inv_s0_j, inv_r_j = c(np.linalg.inv(chol_s0)), c(np.linalg.inv(chol_r))  # inverse factors
 
-    def _quad(chol, v):
-        z = jax.scipy.linalg.solve_triangular(chol, v, lower=True)
+    def _quad(chol_inv, v):
+        z = chol_inv @ v
         return jnp.sum(z * z)
 
     def log_prior(th):
-        return -0.5 * _quad(chol_s0_j, th - mu0_j) + c(lp_const)
+        return -0.5 * _quad(inv_s0_j, th - mu0_j) + c(lp_const)
 
     def log_likelihood(th):
-        return -0.5 * n * _quad(chol_r_j, ybar_j - th) + c(ll_const)
+        return -0.5 * n * _quad(inv_r_j, ybar_j - th) + c(ll_const)
 
     def log_likelihood_per_datum(th, j):
-        return -0.5 * _quad(chol_r_j, y_j[j] - th) + c(datum_const)
+        return -0.5 * _quad(inv_r_j, y_j[j] - th) + c(datum_const)
 
     def sample_prior(key):
         return mu0_j + chol_s0_j @ jax.random.normal(key, (dim,), dtype)

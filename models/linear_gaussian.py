@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smcjax.filters import Proposal, StateSpaceModel
+from smcjax.linalg import chol_factors, mvn_logpdf
 
 __all__ = [
     "LGParams",
@@ -76,16 +77,15 @@ def random_params(key, dim_x: int = 1, dim_y: int = 1, *, rho: float = 0.9,
     )
 
 
-def _mvn_logpdf(x, mean, chol):
-    d = x.shape[-1]
-    z = jax.scipy.linalg.solve_triangular(chol, x - mean, lower=True)
-    return (-0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(jnp.diag(chol)))
-            - 0.5 * d * jnp.log(2 * jnp.pi).astype(x.dtype))
+def _mvn_logpdf(x, mean, factors):
+    _, chol_inv, log_det = factors
+    return mvn_logpdf(x, mean, chol_inv, log_det)
 
 
 def make_model(p: LGParams) -> StateSpaceModel:
     """The :class:`~smcjax.StateSpaceModel` of ``p`` (particles are ``float[d_x]`` vectors)."""
-    chol_q, chol_r, chol_p0 = (jnp.linalg.cholesky(m) for m in (p.Q, p.R, p.P0))
+    fq, fr, fp0 = (chol_factors(m) for m in (p.Q, p.R, p.P0))
+    chol_q, chol_p0 = fq[0], fp0[0]
     dx = p.A.shape[0]
     dt = p.A.dtype
 
@@ -96,13 +96,13 @@ def make_model(p: LGParams) -> StateSpaceModel:
         return p.A @ x_prev + chol_q @ jax.random.normal(key, (dx,), dt)
 
     def transition_log_prob(x_prev, x, t):
-        return _mvn_logpdf(x, p.A @ x_prev, chol_q)
+        return _mvn_logpdf(x, p.A @ x_prev, fq)
 
     def observation_log_prob(x, y, t):
-        return _mvn_logpdf(y, p.C @ x, chol_r)
+        return _mvn_logpdf(y, p.C @ x, fr)
 
     def initial_log_prob(x):
-        return _mvn_logpdf(x, p.m0, chol_p0)
+        return _mvn_logpdf(x, p.m0, fp0)
 
     return StateSpaceModel(initial_sample, transition_sample, transition_log_prob,
                            observation_log_prob, initial_log_prob=initial_log_prob)
@@ -117,7 +117,8 @@ def optimal_proposal(p: LGParams, *, inflate: float = 1.0) -> Proposal:
     q_inv = jnp.linalg.inv(p.Q)
     r_inv = jnp.linalg.inv(p.R)
     s = jnp.linalg.inv(q_inv + p.C.T @ r_inv @ p.C) * inflate
-    chol_s = jnp.linalg.cholesky(s)
+    fs = chol_factors(s)
+    chol_s = fs[0]
     s_exact = s / inflate
     dx = p.A.shape[0]
 
@@ -128,7 +129,7 @@ def optimal_proposal(p: LGParams, *, inflate: float = 1.0) -> Proposal:
         return mean(x_prev, y) + chol_s @ jax.random.normal(key, (dx,), p.A.dtype)
 
     def log_prob(x_prev, x, y, t):
-        return _mvn_logpdf(x, mean(x_prev, y), chol_s)
+        return _mvn_logpdf(x, mean(x_prev, y), fs)
 
     return Proposal(sample, log_prob)
 
@@ -138,10 +139,10 @@ def predictive_log_prob(p: LGParams, *, inflate: float = 1.0):
 
     ``inflate > 1`` multiplies the predictive covariance, giving a flatter (valid) look-ahead.
     """
-    chol = jnp.linalg.cholesky((p.C @ p.Q @ p.C.T + p.R) * inflate)
+    factors = chol_factors((p.C @ p.Q @ p.C.T + p.R) * inflate)
 
     def log_prob(x_prev, y, t):
-        return _mvn_logpdf(y, p.C @ (p.A @ x_prev), chol)
+        return _mvn_logpdf(y, p.C @ (p.A @ x_prev), factors)
 
     return log_prob
 

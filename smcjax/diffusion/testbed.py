@@ -27,7 +27,8 @@ from smcjax.diffusion.scores import GaussianMixtureScore
 from smcjax.diffusion.targets import anneal, cfg, product, reward_tilt
 
 __all__ = ["Problem", "Check", "anneal_problem", "product_problem", "cfg_problem",
-           "tilt_problem", "posterior_problem", "run_stats", "compare", "DATA_1D", "DATA_2D"]
+           "tilt_problem", "posterior_problem", "run_stats", "stat_names", "exact_vector",
+           "compare", "DATA_1D", "DATA_2D"]
 
 DATA_1D = gmm.make([0.3, 0.7], [[-1.5], [1.5]], [0.2, 0.6])
 DATA_2D = gmm.make([0.2, 0.3, 0.5], [[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]],
@@ -179,11 +180,13 @@ def run_stats(result, centers) -> np.ndarray:
 
 
 def stat_names(dim: int, num_modes: int) -> tuple:
+    """Labels of :func:`run_stats`' columns."""
     return (tuple(f"mean{i}" for i in range(dim)) + tuple(f"var{i}" for i in range(dim))
             + tuple(f"mass{k}" for k in range(num_modes)) + ("log_z",))
 
 
 def exact_vector(problem: Problem) -> np.ndarray:
+    """The exact values in :func:`run_stats`' column order."""
     e = problem.exact
     return np.concatenate([e["mean"], e["var"], e["masses"], [e["log_z"]]])
 

@@ -39,17 +39,19 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
+
+from smcjax.linalg import cholesky, tril_inverse
 
 __all__ = ["Whitening", "CrossWhitening", "weighted_moments", "whitening", "cross_whitening",
            "to_white", "from_white", "mean_squared_jump", "decorrelation"]
 
 
 class Whitening(NamedTuple):
-    """``z = mean + chol @ u``."""
+    """``z = mean + chol @ u`` and ``u = chol_inv @ (z - mean)``."""
 
     mean: jax.Array  # [d]
     chol: jax.Array  # [d, d] lower triangular
+    chol_inv: jax.Array  # [d, d] its inverse
 
 
 def weighted_moments(z, log_weights):
@@ -72,10 +74,11 @@ def whitening(mean, cov, jitter: float = 1e-6) -> Whitening:
     eye = jnp.eye(d, dtype=cov.dtype)
     scale = jnp.trace(cov) / d
     scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
-    chol = jnp.linalg.cholesky(cov + jitter * scale * eye)
+    chol = cholesky(cov + jitter * scale * eye)
     ok = jnp.all(jnp.isfinite(chol)) & jnp.all(jnp.diagonal(chol) > 0)
     mean = jnp.where(jnp.all(jnp.isfinite(mean)), mean, 0.0)
-    return Whitening(mean, jnp.where(ok, chol, jnp.sqrt(scale) * eye))
+    chol = jnp.where(ok, chol, jnp.sqrt(scale) * eye)
+    return Whitening(mean, chol, tril_inverse(chol))
 
 
 class CrossWhitening(NamedTuple):
@@ -83,6 +86,7 @@ class CrossWhitening(NamedTuple):
 
     mean: jax.Array  # [2, d]; entry g is used for group g
     chol: jax.Array  # [2, d, d]
+    chol_inv: jax.Array  # [2, d, d]
     pooled: jax.Array  # bool: the fallback to the pooled moments was used
 
 
@@ -90,7 +94,7 @@ def cross_whitening(z, log_weights, labels) -> CrossWhitening:
     """Moments for group ``g`` from the particles of group ``1 - g`` (see the docstring)."""
     d = z.shape[1]
     pooled = whitening(*weighted_moments(z, log_weights))
-    means, chols, fallback = [], [], jnp.asarray(False)
+    means, chols, invs, fallback = [], [], [], jnp.asarray(False)
     for g in (0, 1):
         lw = jnp.where(labels == 1 - g, log_weights, -jnp.inf)
         log_w, total = _w_normalize(lw)
@@ -99,8 +103,9 @@ def cross_whitening(z, log_weights, labels) -> CrossWhitening:
         ok = ess >= d + 2
         means.append(jnp.where(ok, other.mean, pooled.mean))
         chols.append(jnp.where(ok, other.chol, pooled.chol))
+        invs.append(jnp.where(ok, other.chol_inv, pooled.chol_inv))
         fallback = fallback | ~ok
-    return CrossWhitening(jnp.stack(means), jnp.stack(chols), fallback)
+    return CrossWhitening(jnp.stack(means), jnp.stack(chols), jnp.stack(invs), fallback)
 
 
 def _w_normalize(lw):
@@ -115,10 +120,9 @@ def to_white(wh, z, label=None):
     ``wh`` is a :class:`Whitening`, or a :class:`CrossWhitening` with the particle's ``label``.
     """
     if label is not None:
-        u0 = solve_triangular(wh.chol[0], z - wh.mean[0], lower=True)
-        u1 = solve_triangular(wh.chol[1], z - wh.mean[1], lower=True)
-        return jnp.where(label == 0, u0, u1)
-    return solve_triangular(wh.chol, z - wh.mean, lower=True)
+        return jnp.where(label == 0, wh.chol_inv[0] @ (z - wh.mean[0]),
+                         wh.chol_inv[1] @ (z - wh.mean[1]))
+    return wh.chol_inv @ (z - wh.mean)
 
 
 def from_white(wh, u, label=None):
