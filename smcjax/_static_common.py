@@ -28,7 +28,7 @@ class LoopConfig(NamedTuple):
     max_steps: int
     resampling: Any
     resample_threshold: float
-    callback: Any
+    has_callback: bool  # the callback itself travels as a traced id (smcjax.progress)
     num_schedule: int
 
 

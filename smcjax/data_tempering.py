@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from smcjax import progress
 from smcjax._flat_model import flatten_model
 from smcjax._static_common import (
     LoopConfig,
@@ -88,12 +89,14 @@ def data_tempering_smc(key, model: BayesianModel, num_particles: int, *, move: A
         num_mcmc_steps=num_mcmc_steps, max_mcmc_steps=max_mcmc_steps,
         correlation_target=float(correlation_target), max_steps=int(model.num_data),
         resampling=resampling,
-        resample_threshold=float(ess_threshold), callback=callback, num_schedule=0,
+        resample_threshold=float(ess_threshold), has_callback=callback is not None,
+        num_schedule=0,
     )
-    return call_jitted(_run_jit, _run, (key,), (model, mv, cfg, n))
+    cid = jnp.int32(0 if callback is None else progress.register(callback))
+    return call_jitted(_run_jit, _run, (key, cid), (model, mv, cfg, n))
 
 
-def _run(key, model: BayesianModel, move: Move, cfg: LoopConfig, n: int):
+def _run(key, callback_id, model: BayesianModel, move: Move, cfg: LoopConfig, n: int):
     fm = flatten_model(model, need_per_datum=True)
     dtype, num_data = fm.dtype, cfg.max_steps
     k_init, k_loop = jax.random.split(as_particle_key(key))
@@ -144,8 +147,8 @@ def _run(key, model: BayesianModel, move: Move, cfg: LoopConfig, n: int):
         bufs = write_buffers(bufs, t1, temperatures=frac, ess=ess, acceptance_rate=acc,
                              log_evidence_increments=inc, num_mcmc_steps=k, num_invalid=bad,
                              resampled=resampled, likelihood_evals=evals + n)
-        if cfg.callback is not None:
-            jax.debug.callback(cfg.callback, t1, frac, ess, acc)
+        if cfg.has_callback:
+            jax.debug.callback(progress.dispatch, t1, frac, ess, acc, callback_id)
         return (state, params, var, bufs, labels), None
 
     init = (state, params, jnp.zeros((), dtype), bufs, initial_labels(n))
@@ -162,4 +165,4 @@ def _run(key, model: BayesianModel, move: Move, cfg: LoopConfig, n: int):
     )
 
 
-_run_jit = jax.jit(_run, static_argnums=(1, 2, 3, 4))
+_run_jit = jax.jit(_run, static_argnums=(2, 3, 4, 5))

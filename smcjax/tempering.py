@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from smcjax import progress
 from smcjax import weights as _w
 from smcjax._flat_model import flatten_model
 from smcjax._static_common import (
@@ -186,15 +187,18 @@ def tempered_smc(key, model: BayesianModel, num_particles: int, *, move: Any = "
         correlation_target=float(correlation_target), max_steps=int(max_steps),
         resampling=resampling,
         resample_threshold=1.0 if criterion == "ess" else float(resample_threshold),
-        callback=callback, num_schedule=0 if sched is None else int(sched.size),
+        has_callback=callback is not None,
+        num_schedule=0 if sched is None else int(sched.size),
     )
     buf = np.ones(max_steps, np.float64)
     if sched is not None:
         buf[: sched.size] = sched
-    return call_jitted(_run_jit, _run, (key, buf), (model, mv, cfg, n))
+    cid = jnp.int32(0 if callback is None else progress.register(callback))
+    return call_jitted(_run_jit, _run, (key, buf, cid), (model, mv, cfg, n))
 
 
-def _run(key, schedule, model: BayesianModel, move: Move, cfg: LoopConfig, n: int):
+def _run(key, schedule, callback_id, model: BayesianModel, move: Move, cfg: LoopConfig,
+         n: int):
     fm = flatten_model(model)
     dtype = fm.dtype
     schedule = jnp.asarray(schedule, dtype)
@@ -263,8 +267,9 @@ def _run(key, schedule, model: BayesianModel, move: Move, cfg: LoopConfig, n: in
                              log_evidence_increments=inc, num_mcmc_steps=info.num_steps,
                              num_invalid=bad, resampled=resampled,
                              likelihood_evals=info.num_evals + n)
-        if cfg.callback is not None:
-            jax.debug.callback(cfg.callback, t1, beta_new, ess, info.acceptance_rate)
+        if cfg.has_callback:
+            jax.debug.callback(progress.dispatch, t1, beta_new, ess, info.acceptance_rate,
+                               callback_id)
         return t1, beta_new, state, ll, params, var, bufs, labels
 
     init = (jnp.int32(0), jnp.zeros((), dtype), state, ll, params, jnp.zeros((), dtype), bufs,
@@ -281,4 +286,4 @@ def _run(key, schedule, model: BayesianModel, move: Move, cfg: LoopConfig, n: in
     )
 
 
-_run_jit = jax.jit(_run, static_argnums=(2, 3, 4, 5))
+_run_jit = jax.jit(_run, static_argnums=(3, 4, 5, 6))

@@ -85,3 +85,23 @@ def test_plots(tmp_path, filtered):
     plots.plot_sbc_ranks(ax, np.random.default_rng(0).integers(0, 100, 500), 99)
     fig.savefig(tmp_path / "sbc.png")
     assert (tmp_path / "sbc.png").stat().st_size > 1000
+
+
+def test_tempering_progress_bar_does_not_recompile():
+    from smcjax.models import conjugate_gaussian as cg
+
+    from smcjax.tempering import _run_jit
+
+    model, _ = cg.make_model(2, num_data=5)
+    bars, cache_sizes = [], []
+    for _ in range(2):
+        bar = smcjax.progress.TemperingProgress(disable=True)
+        res = smcjax.tempered_smc(jax.random.key(0), model, 64, callback=bar,
+                                  num_mcmc_steps=2)
+        res.log_evidence.block_until_ready()
+        jax.effects_barrier()
+        bar.close()
+        bars.append(bar)
+        cache_sizes.append(_run_jit._cache_size())
+    assert all(b.beta == 1.0 and b.steps == int(res.num_steps) for b in bars)
+    assert cache_sizes[1] == cache_sizes[0]
