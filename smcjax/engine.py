@@ -164,8 +164,12 @@ def reweight_stage(state: SMCState, log_increments, log_offset=0.0):
 
 
 def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="systematic",
-                   ess_threshold=0.5):
+                   ess_threshold=0.5, num_samples: int | None = None):
     """Resample (if the ESS asks for it) on the weights ``W * eta``.
+
+    ``num_samples = M`` (a Python int, default N) draws M ancestors out of N, as waste-free SMC
+    does before growing M chains back to N particles; with ``M != N`` the stage always
+    resamples (``ess_threshold`` must be 1), and the returned state holds M particles.
 
     Returns:
       ``(state, ancestors, resampled, log_offset, log_eta_ancestors)``: the state whose
@@ -180,12 +184,22 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
         log_eta, _ = _w.sanitize(log_lookahead)
         aux, log_offset = _w.normalize(lw + log_eta.astype(lw.dtype))
         log_offset = jnp.where(jnp.isfinite(log_offset), log_offset, 0.0)
-    ancestors, resampled = resample_if_needed(
-        key, aux, scheme=resampling, ess_threshold=ess_threshold
-    )
     n = lw.shape[0]
-    uniform = jnp.full_like(lw, -jnp.log(jnp.asarray(n, lw.dtype)))
-    post = jnp.where(resampled, uniform, aux)
+    m = n if num_samples is None else num_samples
+    if m != n:
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"num_samples must be a positive Python int, got {m!r}")
+        if ess_threshold < 1.0:
+            raise ValueError("num_samples != N needs ess_threshold=1 (always resample), got "
+                             f"{ess_threshold!r}")
+        ancestors = get_scheme(resampling)(key, aux, m).astype(jnp.int32)
+        resampled = jnp.asarray(True)
+    else:
+        ancestors, resampled = resample_if_needed(
+            key, aux, scheme=resampling, ess_threshold=ess_threshold
+        )
+    uniform = jnp.full((m,), -jnp.log(jnp.asarray(m, lw.dtype)), lw.dtype)
+    post = jnp.where(resampled, uniform, aux) if m == n else uniform
     particles = jax.tree.map(lambda leaf: jnp.take(leaf, ancestors, axis=0), state.particles)
     log_eta_anc = None if log_lookahead is None else jnp.take(log_lookahead, ancestors)
     new_state = state._replace(particles=particles, log_weights=post)

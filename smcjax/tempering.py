@@ -63,7 +63,6 @@ from smcjax.moves.blackjax_moves import Move, get_move
 from smcjax.moves.mutation import initial_labels, mutate, run_chains
 from smcjax.moves.tuning import cross_whitening
 from smcjax.random import as_particle_key
-from smcjax.resampling import get_scheme
 
 __all__ = ["TemperedResult", "tempered_smc", "next_temperature", "log_increment"]
 
@@ -209,7 +208,6 @@ def _run(key, schedule, callback_id, model: BayesianModel, move: Move, cfg: Loop
     state = SMCState(z, log_unif, jnp.zeros((), dtype), jnp.asarray(False))
     params = move.init_params(fm.dim, dtype)
     bufs = new_buffers(cfg.max_steps + 1, dtype, n, n)
-    scheme = get_scheme(cfg.resampling)
     m = cfg.num_chains
 
     def log_density_at(beta):
@@ -243,14 +241,13 @@ def _run(key, schedule, callback_id, model: BayesianModel, move: Move, cfg: Loop
         wh = cross_whitening(state.particles, state.log_weights, labels)
         ld = log_density_at(beta_new)
         if cfg.waste_free:
-            anc = scheme(k_res, state.log_weights, m)
-            z_start = jnp.take(state.particles, anc, axis=0)
+            state, anc, resampled, _, _ = resample_stage(
+                k_res, state, resampling=cfg.resampling, ess_threshold=1.0, num_samples=m)
             start_labels = jnp.take(labels, anc)
-            z_new, info = run_chains(k_move, z_start, wh, start_labels, ld, move, params,
-                                     n // m)
+            z_new, info = run_chains(k_move, state.particles, wh, start_labels, ld, move,
+                                     params, n // m)
             labels = jnp.tile(start_labels, n // m)
             state = state._replace(particles=z_new, log_weights=log_unif)
-            resampled = jnp.asarray(True)
         else:
             state, anc, resampled, _, _ = resample_stage(
                 k_res, state, resampling=cfg.resampling, ess_threshold=cfg.resample_threshold)

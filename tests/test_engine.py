@@ -219,3 +219,21 @@ def test_bad_method_and_missing_pieces(lg_problem):
         smcjax.particle_filter(jax.random.key(0), model, ys, 10, resampling="nope")
     with pytest.raises(ValueError, match="StateSpaceModel"):
         smcjax.particle_filter(jax.random.key(0), object(), ys, 10)
+
+
+def test_resample_stage_num_samples():
+    """M ancestors out of N (waste-free): M particles with uniform weights; bad input."""
+    from smcjax.engine import SMCState, resample_stage
+
+    n, m = 12, 4
+    lw = jnp.log(jnp.arange(1.0, n + 1.0) / jnp.sum(jnp.arange(1.0, n + 1.0)))
+    state = SMCState(jnp.arange(n, dtype=jnp.float32), lw, jnp.zeros(()), jnp.asarray(False))
+    new, anc, resampled, _, _ = resample_stage(jax.random.key(0), state, ess_threshold=1.0,
+                                               num_samples=m)
+    assert anc.shape == (m,) and new.particles.shape == (m,) and bool(resampled)
+    np.testing.assert_allclose(np.exp(np.asarray(new.log_weights)), np.full(m, 1 / m), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(new.particles), np.asarray(anc, np.float32))
+    with pytest.raises(ValueError, match="ess_threshold=1"):
+        resample_stage(jax.random.key(0), state, ess_threshold=0.5, num_samples=m)
+    with pytest.raises(ValueError, match="num_samples"):
+        resample_stage(jax.random.key(0), state, ess_threshold=1.0, num_samples=0)
