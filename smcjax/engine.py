@@ -43,7 +43,7 @@ from jax import lax
 
 from smcjax import weights as _w
 from smcjax.random import as_particle_key
-from smcjax.resampling import check_ess_threshold, get_scheme, resample_if_needed
+from smcjax.resampling import check_ess_threshold, get_scheme
 
 __all__ = [
     "FeynmanKac",
@@ -186,21 +186,40 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
         log_offset = jnp.where(jnp.isfinite(log_offset), log_offset, 0.0)
     n = lw.shape[0]
     m = n if num_samples is None else num_samples
+    scheme = get_scheme(resampling)
+    take = lambda anc: jax.tree.map(lambda leaf: jnp.take(leaf, anc, axis=0),  # noqa: E731
+                                    state.particles)
     if m != n:
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
             raise ValueError(f"num_samples must be a positive Python int, got {m!r}")
         if ess_threshold < 1.0:
             raise ValueError("num_samples != N needs ess_threshold=1 (always resample), got "
                              f"{ess_threshold!r}")
-        ancestors = get_scheme(resampling)(key, aux, m).astype(jnp.int32)
-        resampled = jnp.asarray(True)
+        ancestors = scheme(key, aux, m).astype(jnp.int32)
+        resampled, particles = jnp.asarray(True), take(ancestors)
     else:
-        ancestors, resampled = resample_if_needed(
-            key, aux, scheme=resampling, ess_threshold=ess_threshold
-        )
+        threshold = check_ess_threshold(ess_threshold)
+        if threshold <= 0.0:
+            resampled = jnp.asarray(False)
+        elif threshold >= 1.0:
+            # always; the predicate is traced (normalised log weights are never +inf) only so
+            # that the gather x[a] runs inside the branch, as its own loop: fused into the
+            # next vmapped transition it stops XLA CPU from vectorising the per-particle PRNG
+            resampled = aux[0] < jnp.inf
+        else:
+            resampled = _w.ess(aux) < threshold * n
+        identity = jnp.arange(n, dtype=jnp.int32)
+
+        def do():
+            anc = scheme(key, aux).astype(jnp.int32)
+            return anc, take(anc)
+
+        if threshold <= 0.0:
+            ancestors, particles = identity, state.particles
+        else:
+            ancestors, particles = lax.cond(resampled, do, lambda: (identity, state.particles))
     uniform = jnp.full((m,), -jnp.log(jnp.asarray(m, lw.dtype)), lw.dtype)
     post = jnp.where(resampled, uniform, aux) if m == n else uniform
-    particles = jax.tree.map(lambda leaf: jnp.take(leaf, ancestors, axis=0), state.particles)
     log_eta_anc = None if log_lookahead is None else jnp.take(log_lookahead, ancestors)
     new_state = state._replace(particles=particles, log_weights=post)
     return new_state, ancestors, resampled, log_offset, log_eta_anc
