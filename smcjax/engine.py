@@ -199,24 +199,21 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
         resampled, particles = jnp.asarray(True), take(ancestors)
     else:
         threshold = check_ess_threshold(ess_threshold)
-        if threshold <= 0.0:
-            resampled = jnp.asarray(False)
-        elif threshold >= 1.0:
-            # always; the predicate is traced (normalised log weights are never +inf) only so
-            # that the gather x[a] runs inside the branch, as its own loop: fused into the
-            # next vmapped transition it stops XLA CPU from vectorising the per-particle PRNG
-            resampled = aux[0] < jnp.inf
-        else:
-            resampled = _w.ess(aux) < threshold * n
         identity = jnp.arange(n, dtype=jnp.int32)
-
-        def do():
-            anc = scheme(key, aux).astype(jnp.int32)
-            return anc, take(anc)
-
         if threshold <= 0.0:
-            ancestors, particles = identity, state.particles
+            resampled, ancestors, particles = jnp.asarray(False), identity, state.particles
         else:
+            # threshold 1 means always; the predicate is still traced (normalised log weights
+            # are never +inf) so that the gather x[a] runs inside the branch as its own loop:
+            # fused into the next vmapped transition it stops XLA CPU from vectorising the
+            # per-particle PRNG
+            resampled = (aux[0] < jnp.inf) if threshold >= 1.0 else (
+                _w.ess(aux) < threshold * n)
+
+            def do():
+                anc = scheme(key, aux).astype(jnp.int32)
+                return anc, take(anc)
+
             ancestors, particles = lax.cond(resampled, do, lambda: (identity, state.particles))
     uniform = jnp.full((m,), -jnp.log(jnp.asarray(m, lw.dtype)), lw.dtype)
     post = jnp.where(resampled, uniform, aux) if m == n else uniform
