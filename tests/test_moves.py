@@ -87,6 +87,22 @@ def test_adaptive_number_of_steps_stops_when_decorrelated():
         assert float(tuning.decorrelation(u0, u0, lw)) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_decorrelation_counts_particles_that_never_moved():
+    # independent fresh draws for 96 % of the particles, the other 4 % stuck at their start:
+    # the correlations are only about 0.04, but sqrt(0.04) = 0.2 keeps the sampler stepping
+    rng = np.random.default_rng(5)
+    n, d = 20000, 10
+    u0 = rng.normal(size=(n, d)).astype(np.float32)
+    u1 = rng.normal(size=(n, d)).astype(np.float32)
+    stuck = np.arange(n) < n // 25
+    u1[stuck] = u0[stuck]
+    lw = jnp.full((n,), -np.log(n), jnp.float32)
+    assert float(tuning.decorrelation(jnp.asarray(u0), jnp.asarray(u1), lw)) == pytest.approx(
+        0.2, abs=1e-3)
+    fresh = jnp.asarray(np.where(stuck[:, None], u1 + 1e-3, u1))
+    assert float(tuning.decorrelation(jnp.asarray(u0), fresh, lw)) < 0.1
+
+
 def test_weighted_moments_and_whitening():
     rng = np.random.default_rng(3)
     z = rng.normal(size=(50, 4))
