@@ -22,7 +22,12 @@ kernel is rebuilt per step.
 Starting step sizes are the optimal-scaling values for a standard Gaussian in ``d`` dimensions:
 RWMH ``2.38/√d`` (a* = 0.234, Roberts et al. 1997), MALA ``1.36 d^{-1/3}`` in BlackJAX's
 parametrisation ``x + h∇ + √(2h) ξ`` (a* = 0.574, Roberts & Rosenthal 1998), HMC and NUTS
-``d^{-1/4}`` (a* = 0.65 and 0.8). HMC draws its number of leapfrog steps uniformly in
+``d^{-1/4}`` (a* = 0.8 and 0.9). The Hamiltonian targets sit above the MCMC-efficiency optimum
+(0.65) on purpose: rejections are most frequent in the tails, and within SMC the particles a
+short mutation leaves behind there keep the previous, wider temperature's law. With a* = 0.65
+tempered HMC on the 50-d conjugate Gaussian gave ``E[Ẑ/Z] = 0.947 ± 0.014`` over 50 seeds (and
+NUTS at 0.8 a 10-d posterior mean at z = 4.5); with 0.8 (0.9) both pass, HMC with fewer
+gradient evaluations in total. HMC draws its number of leapfrog steps uniformly in
 ``[L/2, 3L/2]`` with ``L = ⌈1.5/h⌉`` (an integration time near π/2 for a whitened target; the
 jitter is independent of the state, so the kernel stays invariant).
 
@@ -132,7 +137,7 @@ def mala(target_acceptance: float = 0.574) -> Move:
                 _adapt(target_acceptance), True, "mala")
 
 
-def hmc(target_acceptance: float = 0.65, integration_time: float = 1.5,
+def hmc(target_acceptance: float = 0.8, integration_time: float = 1.5,
         max_leapfrog_steps: int = 64) -> Move:
     """Hamiltonian Monte Carlo with identity mass in whitened space (mass ``Σ⁻¹`` in ``z``)."""
     kernel = bj_hmc.build_kernel()
@@ -152,7 +157,7 @@ def hmc(target_acceptance: float = 0.65, integration_time: float = 1.5,
                 _adapt(target_acceptance, 0.6), True, "hmc")
 
 
-def nuts(target_acceptance: float = 0.8, max_num_doublings: int = 8) -> Move:
+def nuts(target_acceptance: float = 0.9, max_num_doublings: int = 8) -> Move:
     """The No-U-Turn sampler with identity mass in whitened space (mass ``Σ⁻¹`` in ``z``)."""
     kernel = bj_nuts.build_kernel()
 
