@@ -365,7 +365,7 @@ def _dropped_jacobian(move="rwmh"):
 def test_runner_catches_a_missing_jacobian():
     report = run_validation(samplers=["tempered_rwmh", "no_jacobian"],
                             problems=["gamma_poisson", "conjugate_gaussian_2d"],
-                            extra_samplers={"no_jacobian": _dropped_jacobian()}, num_runs=8)
+                            extra_samplers={"no_jacobian": _dropped_jacobian()}, num_runs=16)
     print(report.table())
     by = {(r.sampler, r.problem, r.check): r for r in report.rows}
     assert all(r.passed for r in report.rows if r.sampler == "tempered_rwmh")
