@@ -43,7 +43,7 @@ from jax import lax
 
 from smcjax import weights as _w
 from smcjax.random import as_particle_key
-from smcjax.resampling import check_ess_threshold, get_scheme
+from smcjax.resampling import check_ess_threshold, get_scheme, resample_and_take
 
 __all__ = [
     "FeynmanKac",
@@ -186,7 +186,6 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
         log_offset = jnp.where(jnp.isfinite(log_offset), log_offset, 0.0)
     n = lw.shape[0]
     m = n if num_samples is None else num_samples
-    scheme = get_scheme(resampling)
     take = lambda anc: jax.tree.map(lambda leaf: jnp.take(leaf, anc, axis=0),  # noqa: E731
                                     state.particles)
     if m != n:
@@ -195,26 +194,11 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
         if ess_threshold < 1.0:
             raise ValueError("num_samples != N needs ess_threshold=1 (always resample), got "
                              f"{ess_threshold!r}")
-        ancestors = scheme(key, aux, m).astype(jnp.int32)
+        ancestors = get_scheme(resampling)(key, aux, m).astype(jnp.int32)
         resampled, particles = jnp.asarray(True), take(ancestors)
     else:
-        threshold = check_ess_threshold(ess_threshold)
-        identity = jnp.arange(n, dtype=jnp.int32)
-        if threshold <= 0.0:
-            resampled, ancestors, particles = jnp.asarray(False), identity, state.particles
-        else:
-            # threshold 1 means always; the predicate is still traced (normalised log weights
-            # are never +inf) so that the gather x[a] runs inside the branch as its own loop:
-            # fused into the next vmapped transition it stops XLA CPU from vectorising the
-            # per-particle PRNG
-            resampled = (aux[0] < jnp.inf) if threshold >= 1.0 else (
-                _w.ess(aux) < threshold * n)
-
-            def do():
-                anc = scheme(key, aux).astype(jnp.int32)
-                return anc, take(anc)
-
-            ancestors, particles = lax.cond(resampled, do, lambda: (identity, state.particles))
+        ancestors, resampled, particles = resample_and_take(
+            key, aux, take, state.particles, scheme=resampling, ess_threshold=ess_threshold)
     uniform = jnp.full((m,), -jnp.log(jnp.asarray(m, lw.dtype)), lw.dtype)
     post = jnp.where(resampled, uniform, aux) if m == n else uniform
     log_eta_anc = None if log_lookahead is None else jnp.take(log_lookahead, ancestors)

@@ -65,6 +65,7 @@ __all__ = [
     "SCHEMES",
     "get_scheme",
     "resample_if_needed",
+    "resample_and_take",
 ]
 
 Scheme = Callable[..., jax.Array]
@@ -379,14 +380,37 @@ def resample_if_needed(key, log_weights, *, scheme="systematic", ess_threshold=0
       ``(ancestors, resampled)``: ``int32[N]`` indices (``arange(N)`` when not resampling) and
       a boolean scalar.
     """
+    anc, did, _ = resample_and_take(key, log_weights, lambda a: (), (), scheme=scheme,
+                                    ess_threshold=ess_threshold)
+    return anc, did
+
+
+def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
+                      ess_threshold=0.5):
+    """:func:`resample_if_needed`, also running ``take(ancestors)`` inside the same branch.
+
+    ``take`` maps ``int32[N]`` ancestors to a pytree (e.g. the gathered particles ``x[a]``)
+    and ``kept`` is what stands for it when there is no resampling (same structure). The
+    predicate stays traced even for ``ess_threshold = 1`` (``not log_weights[0] > inf``,
+    always true, NaN included), so ``take`` runs inside a
+    ``lax.cond`` branch as its own loop; fused into the next vmapped transition, the gather
+    stopped XLA CPU from vectorising the per-particle PRNG.
+
+    Returns:
+      ``(ancestors, resampled, taken)``.
+    """
     threshold = check_ess_threshold(ess_threshold)
     fn = get_scheme(scheme)
     n = jnp.shape(log_weights)[0]
     identity = jnp.arange(n, dtype=jnp.int32)
-    if threshold >= 1.0:
-        return fn(key, log_weights).astype(jnp.int32), jnp.asarray(True)
     if threshold <= 0.0:
-        return identity, jnp.asarray(False)
-    do = _ess(log_weights) < threshold * n
-    anc = lax.cond(do, lambda: fn(key, log_weights).astype(jnp.int32), lambda: identity)
-    return anc, do
+        return identity, jnp.asarray(False), kept
+    do = ~(log_weights[0] > jnp.inf) if threshold >= 1.0 else (
+        _ess(log_weights) < threshold * n)
+
+    def resample():
+        anc = fn(key, log_weights).astype(jnp.int32)
+        return anc, take(anc)
+
+    anc, taken = lax.cond(do, resample, lambda: (identity, kept))
+    return anc, do, taken
