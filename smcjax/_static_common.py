@@ -30,6 +30,7 @@ class LoopConfig(NamedTuple):
     resample_threshold: float
     has_callback: bool  # the callback itself travels as a traced id (smcjax.progress)
     num_schedule: int
+    num_data: int = 0  # data tempering: number of data (or batches)
 
 
 class TemperedResult(NamedTuple):

@@ -176,6 +176,27 @@ def _fk_model(model: StateSpaceModel, method: str, observations) -> FeynmanKac:
     return FeynmanKac(initial, transition, log_potential, initial_log_potential, lookahead)
 
 
+_CHECKED: dict = {}
+
+
+def _check_model_cached(model: StateSpaceModel, method: str, observations) -> None:
+    """:func:`_check_model`, skipped when the same (hashable) model, method and observation
+    shapes passed before: the shape checks trace every model function, which cost about as
+    much as a whole filter at N = 10^3 when a run is repeated."""
+    leaves, treedef = jax.tree.flatten(observations)
+    sig = (model, method, treedef, tuple((x.shape, str(x.dtype)) for x in leaves))
+    try:
+        if sig in _CHECKED:
+            return
+    except TypeError:  # unhashable model functions (e.g. a functools.partial of an array)
+        _check_model(model, method, observations)
+        return
+    _check_model(model, method, observations)
+    if len(_CHECKED) >= 256:
+        _CHECKED.clear()
+    _CHECKED[sig] = True
+
+
 def _check_model(model: StateSpaceModel, method: str, observations) -> None:
     if not isinstance(model, StateSpaceModel):
         raise ValueError(f"model must be a smcjax.StateSpaceModel, got {type(model).__name__}")
@@ -293,7 +314,7 @@ def particle_filter(key, model: StateSpaceModel, observations, num_particles: in
             f"observations have {t_obs} steps on their leading axis but num_steps={num_steps}"
         )
     observations = jax.tree.map(jnp.asarray, observations)
-    _check_model(model, method, observations)
+    _check_model_cached(model, method, observations)
     cid = jnp.int32(0 if callback is None else progress.register(callback))
     return _filter(key, observations, cid, model=model, num_particles=num_particles,
                    method=method, resampling=resampling, ess_threshold=ess_threshold,
