@@ -53,6 +53,7 @@ def test_data_tempering_informative_datum_is_added_in_parts():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # d = 50 with 50 seeds: up to ~25 min on 2 cores
 @pytest.mark.parametrize("dim", [2, 10, 50])
 @pytest.mark.parametrize("move", ["rwmh", "mala", "hmc", "nuts"])
 def test_data_tempering_grid(dim, move):

@@ -76,12 +76,9 @@ def _static(data_tempering: bool = False, **options) -> Callable:
         from smcjax.data_tempering import data_tempering_smc
         from smcjax.tempering import tempered_smc
 
-        if data_tempering:
-            r = data_tempering_smc(key, inst.model, n, **options)
-            ok = ~r.collapsed
-        else:
-            r = tempered_smc(key, inst.model, n, **options)
-            ok = (r.temperatures[r.num_steps] == 1.0) & ~r.collapsed
+        sampler = data_tempering_smc if data_tempering else tempered_smc
+        r = sampler(key, inst.model, n, **options)
+        ok = (r.temperatures[r.num_steps] == 1.0) & ~r.collapsed  # reached the posterior
         return SamplerOutput(r.log_evidence, r.particles, r.log_weights, None, ok)
     return run
 
