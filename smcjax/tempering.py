@@ -181,7 +181,8 @@ def tempered_smc(key, model: BayesianModel, num_particles: int, *, move: Any = "
                              f"chain length N / M >= 2, got {m!r}")
     fm = flatten_model(model)  # validate now, with a clear error
     mv = get_move(move)
-    if waste_free and mv.name == "rwmh" and fm.dim >= 20 and n // m < 8 * fm.dim:
+    random_walk_only = set(mv.name.split("+")) == {"rwmh"}  # compose() joins names with "+"
+    if waste_free and random_walk_only and fm.dim >= 20 and n // m < 8 * fm.dim:
         warnings.warn(
             f"waste-free SMC with a random walk in d = {fm.dim}: chains of length "
             f"N / M = {n // m} are too short for a random walk to decorrelate (it needs "

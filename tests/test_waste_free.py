@@ -23,6 +23,10 @@ def test_waste_free_random_walk_in_high_dimension_warns(monkeypatch):
     with pytest.warns(UserWarning, match="waste-free SMC with a random walk"):
         smcjax.tempered_smc(jax.random.key(0), model, 40, move="rwmh", waste_free=True,
                             num_chains=4)
+    rw2 = smcjax.moves.compose(smcjax.moves.get_move("rwmh"), smcjax.moves.get_move("rwmh"))
+    with pytest.warns(UserWarning, match="waste-free SMC with a random walk"):
+        smcjax.tempered_smc(jax.random.key(0), model, 40, move=rw2, waste_free=True,
+                            num_chains=4)
     with warnings.catch_warnings():  # chains of 8 d: no warning
         warnings.simplefilter("error")
         smcjax.tempered_smc(jax.random.key(0), model, 320, move="rwmh", waste_free=True,
