@@ -12,7 +12,7 @@ from smcjax.engine import check_num_particles
 from smcjax.resampling import get_scheme
 
 __all__ = ["TemperedResult", "check_common", "divisor_at_most", "increment_variance",
-           "new_buffers", "write_buffers", "call_jitted", "LoopConfig"]
+           "new_buffers", "write_buffers", "call_jitted", "LoopConfig", "final_result"]
 
 
 class LoopConfig(NamedTuple):
@@ -151,6 +151,19 @@ def write_buffers(bufs: dict, t, **values) -> dict:
     for k, v in values.items():
         out[k] = bufs[k].at[t].set(jnp.asarray(v).astype(bufs[k].dtype))
     return out
+
+
+def final_result(to_theta, state, log_evidence_var, num_steps, bufs: dict) -> TemperedResult:
+    """The :class:`TemperedResult` of a finished loop (particles mapped back to θ)."""
+    return TemperedResult(
+        particles=jax.vmap(to_theta)(state.particles),
+        log_weights=state.log_weights,
+        log_evidence=state.log_evidence,
+        log_evidence_se=jnp.sqrt(log_evidence_var),
+        num_steps=num_steps,
+        collapsed=state.collapsed,
+        **bufs,
+    )
 
 
 def call_jitted(jitted, plain, traced: tuple, static: tuple):

@@ -46,6 +46,7 @@ from smcjax._static_common import (
     LoopConfig,
     TemperedResult,
     call_jitted,
+    final_result,
     increment_variance,
     new_buffers,
     write_buffers,
@@ -193,15 +194,7 @@ def _run(key, callback_id, model: BayesianModel, move: Move, cfg: LoopConfig, n:
     init = (jnp.int32(0), jnp.int32(0), jnp.zeros((), dtype), state, params,
             jnp.zeros((), dtype), bufs, initial_labels(n))
     t, _, _, state, params, var, bufs, _ = lax.while_loop(cond, body, init)
-    return TemperedResult(
-        particles=jax.vmap(fm.to_theta)(state.particles),
-        log_weights=state.log_weights,
-        log_evidence=state.log_evidence,
-        log_evidence_se=jnp.sqrt(var),
-        num_steps=t,
-        collapsed=state.collapsed,
-        **bufs,
-    )
+    return final_result(fm.to_theta, state, var, t, bufs)
 
 
 _run_jit = jax.jit(_run, static_argnums=(2, 3, 4, 5))

@@ -54,6 +54,7 @@ from smcjax._static_common import (
     call_jitted,
     check_common,
     divisor_at_most,
+    final_result,
     increment_variance,
     new_buffers,
     write_buffers,
@@ -283,15 +284,7 @@ def _run(key, schedule, callback_id, model: BayesianModel, move: Move, cfg: Loop
     init = (jnp.int32(0), jnp.zeros((), dtype), state, ll, params, jnp.zeros((), dtype), bufs,
             initial_labels(n))
     t, beta, state, ll, params, var, bufs, _ = lax.while_loop(cond, body, init)
-    return TemperedResult(
-        particles=jax.vmap(fm.to_theta)(state.particles),
-        log_weights=state.log_weights,
-        log_evidence=state.log_evidence,
-        log_evidence_se=jnp.sqrt(var),
-        num_steps=t,
-        collapsed=state.collapsed,
-        **bufs,
-    )
+    return final_result(fm.to_theta, state, var, t, bufs)
 
 
 _run_jit = jax.jit(_run, static_argnums=(3, 4, 5, 6))
