@@ -36,8 +36,8 @@ class LoopConfig(NamedTuple):
 class TemperedResult(NamedTuple):
     """Output of :func:`smcjax.tempered_smc` and :func:`smcjax.data_tempering_smc`.
 
-    Per-step arrays have ``max_steps + 1`` entries (data tempering: ``num_data + 1``); entry 0
-    is the prior and entries after ``num_steps`` are padding (NaN or 0).
+    Per-step arrays have ``max_steps + 1`` entries; entry 0 is the prior and entries after
+    ``num_steps`` are padding (NaN or 0).
 
     Attributes:
       particles: θ pytree (constrained space), leaves ``[N, ...]``.
@@ -45,7 +45,8 @@ class TemperedResult(NamedTuple):
       log_evidence: ``log Ẑ`` (``-inf`` if every weight became zero, never NaN).
       log_evidence_se: the single-run error estimate of ``log Ẑ`` (see
         :mod:`smcjax.tempering`).
-      temperatures: β path (data tempering: fraction of the data included).
+      temperatures: β path (data tempering: fraction of the data included, ``(i + λ) / n``
+        while datum ``i`` is being added in parts).
       num_steps: number of steps done.
       ess: ESS after each step's reweighting.
       acceptance_rate: mean MCMC acceptance probability of each step's move (NaN if none).
