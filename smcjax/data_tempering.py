@@ -159,11 +159,12 @@ def _run(key, callback_id, model: BayesianModel, move: Move, cfg: LoopConfig, n:
         log_prev = state.log_weights
         state, (ess, inc, bad, _) = reweight_stage(state, log_increment(ll_i, lam_new - lam))
         var = var + increment_variance(log_prev, state.log_weights)
-        wh = cross_whitening(state.particles, state.log_weights, labels)
         need = ((lam_new < 1.0) | (ess < threshold * n)) & ~state.collapsed
 
         def do_move(args):
             st, prm, lab = args
+            # tuning from the weighted population before resampling (only on move steps)
+            wh = cross_whitening(st.particles, st.log_weights, lab)
             st, anc, _, _, _ = resample_stage(k_res, st, resampling=cfg.resampling,
                                               ess_threshold=1.0)
             lab = jnp.take(lab, anc)
