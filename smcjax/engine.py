@@ -150,10 +150,9 @@ def reweight_stage(state: SMCState, log_increments, log_offset=0.0):
     log_increments, num_invalid = _w.sanitize(log_increments)
     log_increments = log_increments.astype(state.log_weights.dtype)
     unnorm = state.log_weights + log_increments
-    log_w, log_total = _w.normalize(unnorm)
+    log_w, log_total, ess = _w.normalize_and_ess(unnorm)
     collapsed_now = ~jnp.isfinite(log_total)
     increment = jnp.where(collapsed_now, -jnp.inf, log_total + log_offset)
-    ess = jnp.where(collapsed_now, 0.0, _w.ess(log_w))
     new_state = SMCState(
         particles=state.particles,
         log_weights=log_w,
@@ -198,7 +197,8 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
         resampled, particles = jnp.asarray(True), take(ancestors)
     else:
         ancestors, resampled, particles = resample_and_take(
-            key, aux, take, state.particles, scheme=resampling, ess_threshold=ess_threshold)
+            key, aux, take, state.particles, scheme=resampling, ess_threshold=ess_threshold,
+            normalized=True)
     uniform = jnp.full((m,), -jnp.log(jnp.asarray(m, lw.dtype)), lw.dtype)
     post = jnp.where(resampled, uniform, aux) if m == n else uniform
     log_eta_anc = None if log_lookahead is None else jnp.take(log_lookahead, ancestors)

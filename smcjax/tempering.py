@@ -80,8 +80,7 @@ def _criterion(log_weights, log_likelihood, delta, criterion: str):
     n = log_weights.shape[0]
     if criterion == "cess":
         return _w.conditional_ess(log_weights, inc) / n
-    lw, total = _w.normalize(log_weights + inc)
-    return jnp.where(jnp.isfinite(total), _w.ess(lw), 0.0) / n
+    return _w.normalize_and_ess(log_weights + inc)[2] / n
 
 
 def next_temperature(log_weights, log_likelihood, beta, target_ess: float = 0.5,

@@ -20,7 +20,6 @@ Springer 2020, ch. 8-9.
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp as _lse
 
 __all__ = [
     "logsumexp",
@@ -29,6 +28,7 @@ __all__ = [
     "normalized_weights",
     "ess",
     "log_ess",
+    "normalize_and_ess",
     "conditional_ess",
     "sanitize",
 ]
@@ -78,15 +78,55 @@ def normalized_weights(log_weights):
     return jnp.exp(normalize(log_weights)[0])
 
 
+def _shifted_moments(log_weights):
+    """``(m, finite, s1, s2)``: the maximum, whether it is finite, and ``sum e``, ``sum e^2``
+    for ``e = exp(l - m)`` (``m`` replaced by 0 when not finite).
+
+    With a finite maximum the largest ``e`` is exactly 1, so ``s1 >= 1`` and ``s2 >= 1``: no
+    underflow, whatever the spread of the weights. The two sums read the same input, which
+    lets XLA compute them in one pass.
+    """
+    log_weights = jnp.asarray(log_weights)
+    m = jnp.max(log_weights)
+    finite = jnp.isfinite(m)
+    e = jnp.exp(log_weights - jnp.where(finite, m, 0.0))
+    return m, finite, jnp.sum(e), jnp.sum(e * e)
+
+
 def log_ess(log_weights):
-    """``log ESS = -log sum_i W_i^2``, computed in log space."""
-    log_w, _ = normalize(log_weights)
-    return -_lse(2.0 * log_w)
+    """``log ESS = 2 log sum_i w_i - log sum_i w_i^2``, with ``w`` shifted by the maximum.
+
+    Uniform (``log N``) when every weight is zero, like :func:`normalize`.
+    """
+    _, finite, s1, s2 = _shifted_moments(log_weights)
+    n = jnp.shape(log_weights)[0]
+    log_n = jnp.log(jnp.asarray(n, jnp.result_type(log_weights)))
+    return jnp.where(finite, 2.0 * jnp.log(s1) - jnp.log(s2), log_n)
 
 
 def ess(log_weights):
-    """Effective sample size ``1 / sum_i W_i^2``, between 1 and N."""
-    return jnp.exp(log_ess(log_weights))
+    """Effective sample size ``1 / sum_i W_i^2 = (sum_i w_i)^2 / sum_i w_i^2``, in [1, N]."""
+    _, finite, s1, s2 = _shifted_moments(log_weights)
+    n = jnp.shape(log_weights)[0]
+    return jnp.where(finite, s1 * (s1 / s2), jnp.asarray(n, jnp.result_type(log_weights)))
+
+
+def normalize_and_ess(log_weights):
+    """:func:`normalize` and :func:`ess` together, from one maximum and one pass of sums.
+
+    Returns:
+      ``(log_W, log_total, ess)``; with every weight zero, ``log_W`` is uniform,
+      ``log_total`` is ``-inf`` and ``ess`` is 0 (nothing survives).
+    """
+    log_weights = jnp.asarray(log_weights)
+    m, finite, s1, s2 = _shifted_moments(log_weights)
+    shift = jnp.where(finite, m, 0.0)
+    log_sum = jnp.log(s1)
+    n = log_weights.shape[0]
+    uniform = jnp.full_like(log_weights, -jnp.log(jnp.asarray(n, log_weights.dtype)))
+    log_w = jnp.where(finite, log_weights - shift - log_sum, uniform)
+    total = jnp.where(finite, m + log_sum, -jnp.inf)
+    return log_w, total, jnp.where(finite, s1 * (s1 / s2), 0.0)
 
 
 def conditional_ess(log_weights, log_increments):

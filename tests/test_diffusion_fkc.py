@@ -50,7 +50,7 @@ PROBLEMS = {  # cached: the exact answers and the compiled samplers are reused a
     "cfg2d_w2": functools.cache(lambda: tb.cfg_problem(2.0, SDE)),
     "tilt2d": functools.cache(lambda: tb.tilt_problem(2.0, SDE)),
 }
-N_CHEAP, K_CHEAP, R_CHEAP = 2500, 100, 8
+N_CHEAP, K_CHEAP, R_CHEAP = 2500, 100, 16
 # Stated log-evidence discretisation bias (log E[Z_hat] - log Z) of the VP Euler scheme.
 LOG_Z_BIAS_K100 = {"anneal1d_b2": 0.72, "anneal1d_b3": 3.0, "anneal2d_b2": 1.35,
                    "anneal2d_b3": 4.5, "product2d": 1.45, "cfg2d_w2": 0.03, "tilt2d": 0.21}
@@ -87,7 +87,7 @@ def _fkc_and_baseline(name, num_particles, num_steps, num_runs, bias):
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_fkc_matches_exact_target_and_baseline_does_not(name):
-    """Cheap exact check: N = 2500, R = 8 runs, K = 100 steps (the slow test uses N = 10^4)."""
+    """Cheap exact check: N = 2500, R = 16 runs, K = 100 steps (the slow test uses N = 10^4)."""
     _fkc_and_baseline(name, N_CHEAP, K_CHEAP, R_CHEAP, LOG_Z_BIAS_K100)
 
 
@@ -115,7 +115,9 @@ def test_log_evidence_bias_is_first_order():
         ratio = np.exp(runs[:, -1] - exact)
         est[k] = (np.log(ratio.mean()), ratio.std(ddof=1) / (np.sqrt(R_CHEAP) * ratio.mean()))
     (b1, se1), (b2, se2) = est[K_CHEAP], est[2 * K_CHEAP]
-    assert b1 > b2 > 0 and 1.5 < b1 / b2 < 3.0, est
+    # The bias is positive and shrinks significantly; "halves" is the Richardson check below
+    # (a ratio test b1 / b2 in [1.5, 3] had a 25 % relative error at this R).
+    assert b2 > 0 and b1 - b2 > 3 * np.hypot(se1, se2), est
     richardson, se = 2 * b2 - b1, np.sqrt(4 * se2**2 + se1**2)
     # O(h^2) remainder measured at 0.05 (Gaussian-data recursion, same schedule): slack 0.1.
     assert abs(richardson) < 4 * se + 0.1, (richardson, se, est)

@@ -1,5 +1,7 @@
 """Resampling: unbiasedness, zero-weight safety in float32 at N = 4e6, u = 0, jit parity."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ from scipy import stats
 
 from smcjax import resampling as rs
 from smcjax.random import as_particle_key
+from smcjax.weights import normalize
 
 SCHEMES = sorted(rs.SCHEMES)
 
@@ -39,10 +42,17 @@ def offspring_statistic(scheme, log_w, w, num_keys=3000, seed=1):
     return z, det_err, counts
 
 
+@pytest.mark.parametrize("normalized", [False, True])
 @pytest.mark.parametrize("name", SCHEMES)
-def test_unbiased(name):
+def test_unbiased(name, normalized):
+    """Unbiased offspring counts; ``normalized=True`` (the engine's path, which skips the
+    renormalisation) is checked on weights normalised the way an SMC state holds them."""
     log_w, w = _test_weights()
-    z, det_err, counts = offspring_statistic(rs.SCHEMES[name], log_w, w)
+    scheme = rs.SCHEMES[name]
+    if normalized:
+        log_w = np.asarray(normalize(jnp.asarray(log_w))[0])
+        scheme = partial(scheme, normalized=True)
+    z, det_err, counts = offspring_statistic(scheme, log_w, w)
     assert np.all(counts.sum(1) == len(w))
     assert np.all(counts[:, w == 0] == 0)
     chi2 = float(np.sum(z**2))
@@ -99,10 +109,12 @@ def _big_weights(n=4_000_000, seed=0):
 def test_never_picks_zero_weight_float32_4e6():
     log_w, zero = _big_weights()
     lw = jnp.asarray(log_w)
+    lw_normalized = normalize(lw)[0]
     for seed, name in enumerate(SCHEMES):
         fn = jax.jit(rs.SCHEMES[name])
-        for key in (as_particle_key(jax.random.key(seed)),):
-            anc = np.asarray(fn(key, lw))
+        fn_normalized = jax.jit(partial(rs.SCHEMES[name], normalized=True))
+        key = as_particle_key(jax.random.key(seed))
+        for anc in (np.asarray(fn(key, lw)), np.asarray(fn_normalized(key, lw_normalized))):
             assert anc.shape == (lw.shape[0],)
             assert not zero[anc].any(), f"{name} returned a zero-weight particle"
             assert anc.min() >= 0 and anc.max() < lw.shape[0]
