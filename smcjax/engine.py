@@ -343,8 +343,8 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
         return state, infos, reduced
 
     def body(carry, inputs):
-        t, keys = inputs
-        st, info = _step(keys[0], keys[1], carry, t, fk, params, resampling, ess_threshold)
+        t, k_res, k_move = inputs
+        st, info = _step(k_res, k_move, carry, t, fk, params, resampling, ess_threshold)
         red = None if reduce_fn is None else reduce_fn(st.particles, st.log_weights, t)
         if callback is not None:
             jax.debug.callback(callback, t, info.ess, st.log_evidence, *callback_args)
@@ -354,7 +354,10 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
     # inside the compiled body (which compiles faster and runs the same).
     ts = jnp.arange(1, num_steps, dtype=jnp.int32)
     step_keys = jax.random.split(k_steps, (num_steps - 1, 2))
-    state, (infos, reduced) = lax.scan(body, state, (ts, step_keys))
+    # The move keys become per-particle keys here, for all steps at once (the same values as
+    # converting inside the step), so the loop body holds no scalar key conversion.
+    move_keys = jax.vmap(as_particle_key)(step_keys[:, 1])
+    state, (infos, reduced) = lax.scan(body, state, (ts, step_keys[:, 0], move_keys))
     infos = _stack_first(info0, infos)
     if reduce_fn is not None:
         reduced = _stack_first(red0, reduced)

@@ -313,9 +313,13 @@ def particle_filter(key, model: StateSpaceModel, observations, num_particles: in
         raise ValueError(
             f"observations have {t_obs} steps on their leading axis but num_steps={num_steps}"
         )
-    observations = jax.tree.map(jnp.asarray, observations)
+    # Leaves that are already JAX arrays pass untouched, and the callback id goes in as a
+    # Python int: each eager conversion is a dispatch of its own (~0.3 ms on CPU, which at
+    # N = 10^3 and T = 100 was a fifth of the whole run).
+    observations = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x),
+                                observations)
     _check_model_cached(model, method, observations)
-    cid = jnp.int32(0 if callback is None else progress.register(callback))
+    cid = 0 if callback is None else progress.register(callback)
     return _filter(key, observations, cid, model=model, num_particles=num_particles,
                    method=method, resampling=resampling, ess_threshold=ess_threshold,
                    reduce_fn=reduce_fn, has_callback=callback is not None)
