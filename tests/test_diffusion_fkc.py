@@ -217,3 +217,14 @@ def test_bad_input_raises_clear_errors():
                    shape=(1,))
     with pytest.raises(ValueError, match="shape"):
         fkc_sample(key, anneal(lambda x, t: -x, 2.0), SDE, 100, 10)
+
+
+def test_student_critical_values():
+    """The run-based check's critical value: Student-t with the tail of 4 normal se."""
+    from scipy import stats
+
+    tail = 2 * stats.norm.sf(4.0)
+    for dof in (1, 2, 7, 15, 49):
+        assert np.isclose(tb.student_critical(4.0, dof), stats.t.isf(tail / 2, dof), rtol=1e-9)
+    with pytest.raises(ValueError):
+        tb.student_critical(4.0, 0)
