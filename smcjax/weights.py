@@ -62,15 +62,8 @@ def normalize(log_weights):
       ``-inf`` and ``log_W`` is uniform (``-log N``) so that nothing downstream becomes NaN;
       the caller must report the collapse.
     """
-    log_weights = jnp.asarray(log_weights)
-    m = jnp.max(log_weights)
-    finite = jnp.isfinite(m)
-    shifted = log_weights - jnp.where(finite, m, 0.0)
-    log_sum = jnp.log(jnp.sum(jnp.exp(shifted)))
-    total = jnp.where(finite, m + log_sum, -jnp.inf)
-    n = log_weights.shape[0]
-    uniform = jnp.full_like(log_weights, -jnp.log(jnp.asarray(n, log_weights.dtype)))
-    return jnp.where(finite, shifted - log_sum, uniform), total
+    log_w, log_total, _ = normalize_and_ess(log_weights)  # under jit XLA drops the unused sum
+    return log_w, log_total
 
 
 def normalized_weights(log_weights):
