@@ -29,6 +29,8 @@ from smcjax.moves.tuning import (
     CrossWhitening,
     cross_whitening,
     decorrelation,
+    decorrelation_start,
+    decorrelation_to,
     from_white,
     mean_squared_jump,
     to_white,
@@ -104,6 +106,18 @@ def _transition(frame: _Frame, move: Move):
     return transition
 
 
+def _is_checkpoint(k):
+    """Whether the adaptive rule looks at the statistic after ``k`` steps: every step up to
+    4, then every ``⌊k/4⌋``-th (5, 6, 7, 8, 10, 12, 15, 16, 20, 24, ...), so it overshoots the
+    first step below the target by less than a quarter.
+
+    The statistic is a handful of small reductions whose latency, not arithmetic, dominates on
+    CPU: checking after every step made 25-step mutations of 2000 particles in d = 20 about
+    1.6x slower than the same 25 steps with a fixed count.
+    """
+    return (k <= 4) | (k % jnp.maximum(k // 4, 1) == 0)
+
+
 def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=None,
            max_steps: int = 50, correlation_target: float = 0.1,
            wh: CrossWhitening | None = None, labels=None):
@@ -142,6 +156,7 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
     limit = max_steps if num_steps is None else num_steps
     target = jnp.asarray(correlation_target, z.dtype)
     u0_white = frame.white(frame.u0)
+    start = decorrelation_start(u0_white, log_weights)
 
     def cond(carry):
         k, _, _, _, corr = carry
@@ -151,16 +166,21 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
         return go
 
     def body(carry):
-        k, particles, sums, evals, _ = carry
+        k, particles, sums, evals, corr = carry
         particles, infos = propagate_stage(jax.random.fold_in(key, k), particles, k, params,
                                            transition)
         sums = jax.tree.map(jnp.add, sums, _population_mean(infos, w))
         evals = evals + jnp.sum(infos.num_evals, dtype=jnp.int32)
-        corr = decorrelation(u0_white, frame.white(particles[0].position), log_weights)
+        if num_steps is None:  # the stopping rule, at the checkpoints only
+            done = k + 1
+            corr = lax.cond(_is_checkpoint(done),
+                            lambda p: decorrelation_to(start, frame.white(p)),
+                            lambda p: corr, particles[0].position)
         return k + 1, particles, sums, evals, corr
 
     init = (jnp.int32(0), particles, zero_info, jnp.int32(n), jnp.ones((), z.dtype))
-    k, particles, sums, evals, corr = lax.while_loop(cond, body, init)
+    k, particles, sums, evals, _ = lax.while_loop(cond, body, init)
+    corr = decorrelation_to(start, frame.white(particles[0].position))
     jump = mean_squared_jump(u0_white, frame.white(particles[0].position), log_weights)
     kf = jnp.maximum(k, 1)
     mean_info = jax.tree.map(

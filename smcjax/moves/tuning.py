@@ -43,7 +43,8 @@ import jax.numpy as jnp
 from smcjax.linalg import cholesky, tril_inverse
 
 __all__ = ["Whitening", "CrossWhitening", "weighted_moments", "whitening", "cross_whitening",
-           "to_white", "from_white", "mean_squared_jump", "decorrelation"]
+           "to_white", "from_white", "mean_squared_jump", "decorrelation",
+           "DecorrelationStart", "decorrelation_start", "decorrelation_to"]
 
 
 class Whitening(NamedTuple):
@@ -139,11 +140,61 @@ def mean_squared_jump(u0, u, log_weights):
     return jnp.sum(jnp.where(w > 0, w * sq, 0.0))
 
 
-def _corr(a, b, w):
-    a = a - w @ a
-    b = b - w @ b
-    var = (w @ (a * a)) * (w @ (b * b))
-    return jnp.where(var > 0, (w @ (a * b)) / jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)
+class DecorrelationStart(NamedTuple):
+    """What :func:`decorrelation` needs from the start positions, computed once per mutation.
+
+    Attributes:
+      w: normalised weights ``[N]``.
+      u0: start positions ``[N, d]``.
+      a_c: masked start coordinates centred with ``w`` (``0`` where ``w = 0`` or not finite).
+      var_a: their weighted variances ``[d]``.
+      r_c: centred squared radii ``‖a‖²`` ``[N]``.
+      var_r: their weighted variance.
+    """
+
+    w: jax.Array
+    u0: jax.Array
+    a_c: jax.Array
+    var_a: jax.Array
+    r_c: jax.Array
+    var_r: jax.Array
+
+
+def decorrelation_start(u0, log_weights) -> DecorrelationStart:
+    """The start-position half of :func:`decorrelation` (``float[N, d]``, ``float[N]``)."""
+    w = jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights)).astype(u0.dtype)
+    a = jnp.where((w > 0)[:, None] & jnp.isfinite(u0), u0, 0.0)
+    a_c = a - (w @ a)[None]
+    ra = jnp.sum(a * a, axis=1)
+    r_c = ra - w @ ra
+    return DecorrelationStart(w, u0, a_c, w @ (a_c * a_c), r_c, w @ (r_c * r_c))
+
+
+def _ratio(cov, var):
+    ok = var > 0
+    return jnp.where(ok, cov / jnp.sqrt(jnp.where(ok, var, 1.0)), 0.0)
+
+
+def decorrelation_to(start: DecorrelationStart, u):
+    """:func:`decorrelation` of the positions ``u`` (``float[N, d]``) from a precomputed start.
+
+    Per call this is one pass over ``u`` and two weighted sums (each one matrix-vector
+    product): the covariances with the already centred start are ``Σ_i W^i a_c^i b^i``, and
+    the variances of ``u`` are ``E_W[b²] - E_W[b]²`` (whitened coordinates have mean near 0
+    and variance near 1, so nothing cancels).
+    """
+    w, d = start.w, u.shape[1]
+    b = jnp.where((w > 0)[:, None] & jnp.isfinite(start.u0) & jnp.isfinite(u), u, 0.0)
+    bb = b * b
+    sums = w @ jnp.concatenate([b, start.a_c * b, bb], axis=1)
+    mean_b, cov, mean_bb = sums[:d], sums[d:2 * d], sums[2 * d:]
+    coords = _ratio(cov, start.var_a * jnp.maximum(mean_bb - mean_b * mean_b, 0.0))
+    rb = jnp.sum(bb, axis=1)
+    still = jnp.all(start.u0 == u, axis=1).astype(u.dtype)
+    mean_rb, mean_rb2, cov_r, stuck = w @ jnp.stack([rb, rb * rb, start.r_c * rb, still], 1)
+    radius = _ratio(cov_r, start.var_r * jnp.maximum(mean_rb2 - mean_rb * mean_rb, 0.0))
+    return jnp.maximum(jnp.maximum(jnp.mean(jnp.abs(coords)), jnp.abs(radius)),
+                       jnp.sqrt(stuck))
 
 
 def decorrelation(u0, u, log_weights):
@@ -151,7 +202,8 @@ def decorrelation(u0, u, log_weights):
 
     ``max(mean_j |corr_W(u_0[:, j], u[:, j])|, |corr_W(‖u_0‖², ‖u‖²)|, √p)`` for whitened
     positions ``float[N, d]``, with ``p = Σ_i W^i 1[u^i = u_0^i]`` the weighted fraction of
-    particles that have not moved at all. The squared-radius term sees what a sign-symmetric
+    particles that have not moved at all. Coordinates that are not finite (and zero-weight
+    particles) count as 0. The squared-radius term sees what a sign-symmetric
     average hides, e.g. Hamiltonian trajectories that carry some particles through the mean
     and not others, and the slow mixing of the energy. The last term is there because a
     fraction ``p`` of particles stuck at their start adds only about ``p`` to the correlations,
@@ -159,13 +211,8 @@ def decorrelation(u0, u, log_weights):
     tails. On the 50-d conjugate Gaussian, HMC (acceptance 0.65) stopped after 3-5 steps with
     some 4 % of the particles never moved, and ``log Ẑ`` was 0.1 too small on average; with
     ``√p`` a target of 0.1 allows at most 1 % of them.
+
+    The adaptive mutation evaluates this after every MCMC step; it computes the start's half
+    once (:func:`decorrelation_start`) and calls :func:`decorrelation_to` per step.
     """
-    w = jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights)).astype(u.dtype)
-    live = (w > 0)[:, None] & jnp.isfinite(u0) & jnp.isfinite(u)
-    a = jnp.where(live, u0, 0.0)
-    b = jnp.where(live, u, 0.0)
-    coords = jax.vmap(_corr, in_axes=(1, 1, None))(a, b, w)
-    radius = _corr(jnp.sum(a * a, axis=1), jnp.sum(b * b, axis=1), w)
-    stuck = jnp.sum(jnp.where(jnp.all(u0 == u, axis=1), w, 0.0))
-    return jnp.maximum(jnp.maximum(jnp.mean(jnp.abs(coords)), jnp.abs(radius)),
-                       jnp.sqrt(stuck))
+    return decorrelation_to(decorrelation_start(u0, log_weights), u)
