@@ -12,7 +12,8 @@ Setup (the FKC authors' toy, as used here):
   score evaluations (one per particle per step): FKC with systematic resampling at every step
   (``fkc``), FKC without resampling (``fkc_noresample``), the unweighted reverse SDE with
   the annealed score ``3 s`` (``sde``), and, for information, FKC with the noise multiplier
-  ``eta = 2`` (``fkc_eta2``; lower weight variance, more discretisation bias).
+  ``eta = 2`` (``fkc_eta2``; lower weight variance, more discretisation bias) and the
+  unweighted SDE with the same ``eta = 2`` (``sde_eta2``), its fair baseline.
 
 Metrics, against exact target samples:
 
@@ -144,6 +145,7 @@ def main(argv=None):
                                                           ess_threshold=0.0)),
         "sde": lambda n: (lambda k: sde_sample(k, target, sde, n, steps)),
         "fkc_eta2": lambda n: (lambda k: fkc_sample(k, target, sde, n, steps, eta=2.0)),
+        "sde_eta2": lambda n: (lambda k: sde_sample(k, target, sde, n, steps, eta=2.0)),
     }
     results = []
     for n in sizes:
@@ -166,6 +168,7 @@ def main(argv=None):
             row[name]["log_evidence"] = None if z is None else float(z)
         row["w2_ratio_fkc_over_sde"] = row["fkc"]["w2"] / row["sde"]["w2"]
         row["time_ratio_fkc_over_sde"] = row["fkc"]["seconds"] / row["sde"]["seconds"]
+        row["w2_ratio_eta2_fkc_over_sde"] = row["fkc_eta2"]["w2"] / row["sde_eta2"]["w2"]
         results.append(row)
     out = {
         "benchmark": "diffusion_fkc",

@@ -12,7 +12,7 @@ from smcjax.models import conjugate_gaussian as cg
 
 import smcjax
 from smcjax import moves
-from smcjax.moves import tuning
+from smcjax.moves import mutation, tuning
 
 MEAN = np.array([1.0, -2.0, 0.5])
 SCALES = np.array([1.0, 3.0, 0.2])
@@ -78,6 +78,12 @@ def test_adaptive_number_of_steps_stops_when_decorrelated():
         k = int(info.num_steps)
         print(name, k, float(info.correlation))
         assert 1 < k < 40 and float(info.correlation) <= 0.1
+        assert bool(mutation._is_checkpoint(jnp.int32(k)))  # the rule only stops there
+        # with a fixed count the steps are not cut short, and the statistic is still reported
+        _, fixed = jax.jit(lambda k, mv=move: moves.mutate(
+            k, z0, lw, _log_density, mv, mv.init_params(3, jnp.float32), num_steps=7))(
+            jax.random.key(0))
+        assert int(fixed.num_steps) == 7 and 0.0 <= float(fixed.correlation) <= 1.0
         # the statistic itself: start vs end, recomputed
         u0 = jax.vmap(tuning.to_white, in_axes=(None, 0))(
             tuning.whitening(*tuning.weighted_moments(z0, lw)), z0)
@@ -85,6 +91,44 @@ def test_adaptive_number_of_steps_stops_when_decorrelated():
             tuning.whitening(*tuning.weighted_moments(z0, lw)), z)
         assert float(tuning.decorrelation(u0, u1, lw)) < 0.2
         assert float(tuning.decorrelation(u0, u0, lw)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_checkpoints_of_the_adaptive_rule():
+    ks = [k for k in range(1, 41) if bool(mutation._is_checkpoint(jnp.int32(k)))]
+    assert ks == [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 16, 20, 24, 28, 32, 36, 40]
+    # the first checkpoint at or after any k overshoots it by less than a quarter
+    for k in range(1, 200):
+        nxt = next(j for j in range(k, 400) if bool(mutation._is_checkpoint(jnp.int32(j))))
+        assert nxt - k < max(1, k / 4), (k, nxt)
+
+
+def test_split_decorrelation_matches_the_two_pass_formula():
+    """``decorrelation`` (start half precomputed, one pass over ``u``) against a direct
+    NumPy evaluation of its definition, with dead particles and a non-finite coordinate."""
+    rng = np.random.default_rng(11)
+    n, d = 3000, 5
+    u0 = rng.normal(size=(n, d))
+    u = 0.6 * u0 + 0.8 * rng.normal(size=(n, d))
+    u[:90] = u0[:90]  # stuck
+    lw = rng.normal(size=n)
+    lw[-40:] = -np.inf
+    u0[5, 1] = np.nan
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    live = (w > 0)[:, None] & np.isfinite(u0) & np.isfinite(u)
+    a, b = np.where(live, u0, 0.0), np.where(live, u, 0.0)
+
+    def corr(x, y):
+        x, y = x - w @ x, y - w @ y
+        return (w @ (x * y)) / np.sqrt((w @ (x * x)) * (w @ (y * y)))
+
+    coords = np.mean([abs(corr(a[:, j], b[:, j])) for j in range(d)])
+    radius = abs(corr((a * a).sum(1), (b * b).sum(1)))
+    stuck = w[np.all(u0 == u, axis=1)].sum()
+    want = max(coords, radius, np.sqrt(stuck))
+    got = float(tuning.decorrelation(jnp.asarray(u0, jnp.float32), jnp.asarray(u, jnp.float32),
+                                     jnp.asarray(lw, jnp.float32)))
+    assert got == pytest.approx(want, rel=1e-4)
 
 
 def test_decorrelation_counts_particles_that_never_moved():
