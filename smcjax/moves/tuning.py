@@ -146,6 +146,7 @@ class DecorrelationStart(NamedTuple):
     Attributes:
       w: normalised weights ``[N]``.
       u0: start positions ``[N, d]``.
+      live: ``w > 0`` and the start coordinate finite ``[N, d]``.
       a_c: masked start coordinates centred with ``w`` (``0`` where ``w = 0`` or not finite).
       var_a: their weighted variances ``[d]``.
       r_c: centred squared radii ``‖a‖²`` ``[N]``.
@@ -154,6 +155,7 @@ class DecorrelationStart(NamedTuple):
 
     w: jax.Array
     u0: jax.Array
+    live: jax.Array
     a_c: jax.Array
     var_a: jax.Array
     r_c: jax.Array
@@ -163,11 +165,12 @@ class DecorrelationStart(NamedTuple):
 def decorrelation_start(u0, log_weights) -> DecorrelationStart:
     """The start-position half of :func:`decorrelation` (``float[N, d]``, ``float[N]``)."""
     w = jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights)).astype(u0.dtype)
-    a = jnp.where((w > 0)[:, None] & jnp.isfinite(u0), u0, 0.0)
+    live = (w > 0)[:, None] & jnp.isfinite(u0)
+    a = jnp.where(live, u0, 0.0)
     a_c = a - (w @ a)[None]
     ra = jnp.sum(a * a, axis=1)
     r_c = ra - w @ ra
-    return DecorrelationStart(w, u0, a_c, w @ (a_c * a_c), r_c, w @ (r_c * r_c))
+    return DecorrelationStart(w, u0, live, a_c, w @ (a_c * a_c), r_c, w @ (r_c * r_c))
 
 
 def _ratio(cov, var):
@@ -184,7 +187,7 @@ def decorrelation_to(start: DecorrelationStart, u):
     and variance near 1, so nothing cancels).
     """
     w, d = start.w, u.shape[1]
-    b = jnp.where((w > 0)[:, None] & jnp.isfinite(start.u0) & jnp.isfinite(u), u, 0.0)
+    b = jnp.where(start.live & jnp.isfinite(u), u, 0.0)
     bb = b * b
     sums = w @ jnp.concatenate([b, start.a_c * b, bb], axis=1)
     mean_b, cov, mean_bb = sums[:d], sums[d:2 * d], sums[2 * d:]
