@@ -296,44 +296,6 @@ def weighted_mean_and_var(particles, log_weights, t=None):
     }
 
 
-def _pack(tree):
-    """One ``uint32`` vector holding every leaf of ``tree`` (32-bit and bool leaves only).
-
-    A ``lax.scan`` writes each per-step output leaf into its stacked buffer with a kernel of
-    its own; at N = 10^3 a particle filter step is only a few dozen kernels, so writing its
-    seven diagnostics as one row is measurably cheaper. Returns ``(row, spec)``, or
-    ``(None, None)`` when a leaf is of another width (e.g. float64 with x64 enabled).
-    """
-    leaves, treedef = jax.tree.flatten(tree)
-    parts, spec = [], []
-    for leaf in leaves:
-        leaf = jnp.asarray(leaf)
-        if leaf.dtype == jnp.bool_:
-            parts.append(leaf.astype(jnp.uint32).reshape(-1))
-        elif leaf.dtype.itemsize == 4:
-            parts.append(lax.bitcast_convert_type(leaf, jnp.uint32).reshape(-1))
-        else:
-            return None, None
-        spec.append((leaf.shape, leaf.dtype))
-    if not parts:
-        return None, None
-    return jnp.concatenate(parts), (treedef, spec)
-
-
-def _unpack(rows, spec):
-    """Inverse of :func:`_pack` for rows stacked along a leading axis."""
-    treedef, shapes = spec
-    out, start = [], 0
-    for shape, dtype in shapes:
-        size = 1
-        for d in shape:
-            size *= d
-        block = rows[:, start:start + size].reshape(rows.shape[0], *shape)
-        start += size
-        out.append(block != 0 if dtype == jnp.bool_ else lax.bitcast_convert_type(block, dtype))
-    return jax.tree.unflatten(treedef, out)
-
-
 def _stack_first(first, rest):
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
 
@@ -380,20 +342,13 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
         reduced = None if red0 is None else jax.tree.map(lambda a: a[None], red0)
         return state, infos, reduced
 
-    def one_step(carry, inputs):
+    def body(carry, inputs):
         t, k_res, k_move = inputs
         st, info = _step(k_res, k_move, carry, t, fk, params, resampling, ess_threshold)
         red = None if reduce_fn is None else reduce_fn(st.particles, st.log_weights, t)
         if callback is not None:
             jax.debug.callback(callback, t, info.ess, st.log_evidence, *callback_args)
         return st, (info, red)
-
-    # The per-step outputs travel as one packed row when they can (see _pack).
-    _, spec = _pack((info0, red0))
-
-    def body(carry, inputs):
-        st, out = one_step(carry, inputs)
-        return st, (out if spec is None else _pack(out)[0])
 
     # All step keys are drawn before the loop: one RNG call outside instead of two per step
     # inside the compiled body (which compiles faster and runs the same).
@@ -402,8 +357,7 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
     # The move keys become per-particle keys here, for all steps at once (the same values as
     # converting inside the step), so the loop body holds no scalar key conversion.
     move_keys = jax.vmap(as_particle_key)(step_keys[:, 1])
-    state, outs = lax.scan(body, state, (ts, step_keys[:, 0], move_keys))
-    infos, reduced = outs if spec is None else _unpack(outs, spec)
+    state, (infos, reduced) = lax.scan(body, state, (ts, step_keys[:, 0], move_keys))
     infos = _stack_first(info0, infos)
     if reduce_fn is not None:
         reduced = _stack_first(red0, reduced)

@@ -74,10 +74,29 @@ Scheme = Callable[..., jax.Array]
 
 
 _BLOCK = 32
-_MONOTONE_FROM = 1024  # blocks (N >= 32768): see _cumsum
+_MONOTONE_FROM = 8192  # blocks (N >= 262144): see _cumsum
 
 
-def _cumsum(x):
+def _materialize(v):
+    """``v`` unchanged (finite float vector), computed as a product with the identity.
+
+    XLA CPU fuses cheap producers into their consumers. For the per-block offsets of
+    :func:`_cumsum` that meant every level's concatenates and slices were recomputed inside
+    the N-element loop that consumes the sum, which then ran unvectorised (about 3-5 ns per
+    element; most of a particle filter step at N = 10^4). A dot is never fused into a
+    consumer, so its output is a plain vector; ``lax.optimization_barrier`` does not do this
+    on CPU (it is removed before fusion). The product costs ``32 len(v)`` multiply-adds and
+    is exact: every output is one ``v_i * 1`` plus zeros.
+    """
+    n = v.shape[0]
+    size = min(n, _BLOCK)
+    rows = -(-n // size)
+    m = jnp.pad(v, (0, rows * size - n)).reshape(rows, size)
+    eye = jnp.eye(size, dtype=v.dtype)
+    return jnp.dot(m, eye, precision=lax.Precision.HIGHEST).reshape(-1)[:n]
+
+
+def _cumsum(x, monotone=True):
     """Inclusive cumulative sum of a float vector, in O(N) work.
 
     Blocks of 32 are summed by one matrix product with a 32x32 triangular matrix, and the
@@ -86,7 +105,8 @@ def _cumsum(x):
     3-4, and one 128-wide level (128 multiply-adds per element) cost 8 at N = 10^6.
     Precision is float32 accumulation (``Precision.HIGHEST``, so TPUs do not drop to
     bfloat16); sums run over at most 32 terms per level, so the error grows like
-    ``log_32 N``, not N.
+    ``log_32 N``, not N. With ``monotone`` (for ``x >= 0``) the result is also
+    non-decreasing from 8192 blocks on (see below); exact integer sums skip that.
     """
     n = x.shape[0]
     size = min(n, _BLOCK)
@@ -96,20 +116,21 @@ def _cumsum(x):
     within = jnp.dot(blocks, tri, precision=lax.Precision.HIGHEST)
     if num_blocks == 1:
         return within.reshape(-1)[:n]
-    totals = _cumsum(within[:, -1])
-    offsets = jnp.concatenate([jnp.zeros((1,), x.dtype), totals[:-1]])
+    totals = _cumsum(within[:, -1], monotone)
+    offsets = _materialize(jnp.concatenate([jnp.zeros((1,), x.dtype), totals[:-1]]))
     out = within + offsets[:, None]
-    if num_blocks < _MONOTONE_FROM:
+    if not monotone or num_blocks < _MONOTONE_FROM:
         return out.reshape(-1)[:n]
     # The offsets are summed in a different order than ``offset + within`` of the previous
     # block's last element, so a block can start one rounding step below where the last one
     # ended. Raising each block to the running maximum of the previous block ends (over
     # N / 32 values) makes the result non-decreasing for x >= 0. Without it the resamplers'
     # monotonicity check failed at almost every step of a particle filter at N = 10^6 and
-    # took its slow branch (a fifth of the run). With few blocks such a step is rare and the
-    # check's fallback is cheaper than two more kernel launches per step.
+    # took its slow branch (a fifth of the run); at N = 3·10^5 at 6 of 14 steps, at 10^5 at
+    # none. With fewer blocks the check's rare fallback is cheaper than the repair.
+    # (0 rather than -inf below: x >= 0, and _materialize multiplies by zeros)
     ends = _cummax(out[:, -1])
-    floor = jnp.concatenate([jnp.full((1,), -jnp.inf, x.dtype), ends[:-1]])
+    floor = _materialize(jnp.concatenate([jnp.zeros((1,), x.dtype), ends[:-1]]))
     return jnp.maximum(out, floor[:, None]).reshape(-1)[:n]
 
 
@@ -199,7 +220,7 @@ def _ancestors_from_counts_below(below, m):
     if max(m, n) < 2**24:  # float32 sums of small integers are exact below 2**24
         marks = jnp.zeros((m,), jnp.float32).at[starts].add(1.0, mode="drop",
                                                             indices_are_sorted=True)
-        return _cumsum(marks).astype(jnp.int32) - 1
+        return _cumsum(marks, monotone=False).astype(jnp.int32) - 1  # exact integers
     marks = jnp.zeros((m,), jnp.int32).at[starts].add(1, mode="drop", indices_are_sorted=True)
     return jnp.cumsum(marks) - 1
 

@@ -121,7 +121,7 @@ def test_never_picks_zero_weight_float32_4e6():
 
 
 def test_blocked_cumsum_is_monotone_and_cummax_exact():
-    """From 1024 blocks on, the blocked cumulative sum is non-decreasing, so the resamplers'
+    """From 8192 blocks on, the blocked cumulative sum is non-decreasing, so the resamplers'
     cheap branch is taken. Particle-filter-like weights at N = 10^6 (a few dominant, most
     tiny) made the unrepaired sum decrease across block boundaries at almost every step."""
     rng = np.random.default_rng(3)
