@@ -77,6 +77,14 @@ _BLOCK = 32
 _MONOTONE_FROM = 8192  # blocks (N >= 262144): see _cumsum
 
 
+def _blocks(x, fill=0):
+    """``x`` padded with ``fill`` to whole blocks of ``min(len(x), 32)``: ``[blocks, size]``."""
+    n = x.shape[0]
+    size = min(n, _BLOCK)
+    num_blocks = -(-n // size)
+    return jnp.pad(x, (0, num_blocks * size - n), constant_values=fill).reshape(num_blocks, size)
+
+
 def _materialize(v):
     """``v`` unchanged (finite float vector), computed as a product with the identity.
 
@@ -88,12 +96,9 @@ def _materialize(v):
     on CPU (it is removed before fusion). The product costs ``32 len(v)`` multiply-adds and
     is exact: every output is one ``v_i * 1`` plus zeros.
     """
-    n = v.shape[0]
-    size = min(n, _BLOCK)
-    rows = -(-n // size)
-    m = jnp.pad(v, (0, rows * size - n)).reshape(rows, size)
-    eye = jnp.eye(size, dtype=v.dtype)
-    return jnp.dot(m, eye, precision=lax.Precision.HIGHEST).reshape(-1)[:n]
+    m = _blocks(v)
+    eye = jnp.eye(m.shape[1], dtype=v.dtype)
+    return jnp.dot(m, eye, precision=lax.Precision.HIGHEST).reshape(-1)[:v.shape[0]]
 
 
 def _cumsum(x, monotone=True):
@@ -109,9 +114,8 @@ def _cumsum(x, monotone=True):
     non-decreasing from 8192 blocks on (see below); exact integer sums skip that.
     """
     n = x.shape[0]
-    size = min(n, _BLOCK)
-    num_blocks = -(-n // size)
-    blocks = jnp.pad(x, (0, num_blocks * size - n)).reshape(num_blocks, size)
+    blocks = _blocks(x)
+    num_blocks, size = blocks.shape
     tri = jnp.triu(jnp.ones((size, size), x.dtype))
     within = jnp.dot(blocks, tri, precision=lax.Precision.HIGHEST)
     if num_blocks == 1:
@@ -142,11 +146,10 @@ def _cummax(x):
     reduce-windows whose launches cost about 10 us a step at N = 10^3 in a particle filter.
     """
     n = x.shape[0]
-    size = min(n, _BLOCK)
-    num_blocks = -(-n // size)
     low = jnp.array(-jnp.inf, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else \
         jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
-    blocks = jnp.pad(x, (0, num_blocks * size - n), constant_values=low).reshape(num_blocks, size)
+    blocks = _blocks(x, low)
+    num_blocks, size = blocks.shape
     upto = jnp.arange(size)[:, None] <= jnp.arange(size)[None, :]  # [i, j]: i <= j
     within = jnp.max(jnp.where(upto[None], blocks[:, :, None], low), axis=1)
     if num_blocks == 1:
