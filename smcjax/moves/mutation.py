@@ -9,8 +9,17 @@ so each particle follows a π-invariant kernel that does not depend on its own p
 particles' whitened start and current coordinates, and between their squared radii, falls
 below ``correlation_target`` (:func:`smcjax.moves.tuning.decorrelation`, looked at after
 steps 1-8 and then about every 4th step, see :func:`_is_checkpoint`) or ``max_steps`` is
-hit. That stopping rule looks at the whole population, so one particle's own path changes it
-by O(1/N) only.
+hit. The stopping rule is cross-fitted as well: group ``g`` stops at the first checkpoint at
+which the *other* group's statistic is below the target, and keeps its state from that step
+while the other group may run on. A particle's number of steps is then independent of its
+own path, so it follows a mixture of ``M^k`` over ``k``: still π-invariant. A stopping rule
+that reads the whole population, the particle's own path included, is not: it stops when
+the population happens to look decorrelated, which selects the particles' positions. On the
+10-d conjugate Gaussian (HMC, N = 1000, a fixed temperature schedule, 400 seeds) that made
+``E[Ẑ/Z]`` = 0.984 ± 0.005, against 1.006 ± 0.005 with a fixed number of steps; the bias
+fell with N (0.995 ± 0.002 at N = 4000). A group's statistic has a noise floor of about
+``sqrt(2 / (pi E))`` for ``E`` effective particles in the group, so the target is raised to
+1.5 times that where it is higher (fewer than about 140 effective particles per group).
 
 :func:`run_chains` is the waste-free variant (Dau & Chopin 2022): ``M`` chains of length ``P``
 from the resampled starts, every state kept, giving ``N = M P`` particles.
@@ -45,7 +54,9 @@ class MutationInfo(NamedTuple):
 
     Attributes:
       acceptance_rate: weighted mean acceptance probability over particles and steps.
-      num_steps: MCMC steps per particle.
+      num_steps: MCMC steps per particle (with the adaptive rule, the two groups' stopping
+        steps averaged over the particles and rounded; the steps run, and counted in
+        ``num_evals``, can be more).
       num_evals: total log-density evaluations (all particles, including ``init``).
       mean_info: the population-mean :class:`~smcjax.moves.MoveInfo` (input of ``move.adapt``).
       jump: final weighted mean squared whitened jump distance from the start.
@@ -156,39 +167,88 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
         lambda k, p: propagate_stage(k, p, 0, params, transition)[1], key, particles)
     zero_info = jax.tree.map(lambda s: jnp.zeros((), s.dtype), info_shape)
     limit = max_steps if num_steps is None else num_steps
-    target = jnp.asarray(correlation_target, z.dtype)
     u0_white = frame.white(frame.u0)
-    start = decorrelation_start(u0_white, log_weights)
 
-    def cond(carry):
-        k, _, _, _, corr = carry
-        go = k < limit
-        if num_steps is None:
-            go = go & ((k < 1) | (corr > target))
-        return go
-
-    def body(carry):
-        k, particles, sums, evals, corr = carry
+    def step(k, particles, sums, evals):
         particles, infos = propagate_stage(jax.random.fold_in(key, k), particles, k, params,
                                            transition)
         sums = jax.tree.map(jnp.add, sums, _population_mean(infos, w))
         evals = evals + jnp.sum(infos.num_evals, dtype=jnp.int32)
-        if num_steps is None:  # the stopping rule, at the checkpoints only
-            done = k + 1
-            corr = lax.cond(_is_checkpoint(done),
-                            lambda p: decorrelation_to(start, frame.white(p)),
-                            lambda p: corr, particles[0].position)
-        return k + 1, particles, sums, evals, corr
+        return particles, sums, evals
 
-    init = (jnp.int32(0), particles, zero_info, jnp.int32(n), jnp.ones((), z.dtype))
-    k, particles, sums, evals, _ = lax.while_loop(cond, body, init)
-    corr = decorrelation_to(start, frame.white(particles[0].position))
-    jump = mean_squared_jump(u0_white, frame.white(particles[0].position), log_weights)
+    if num_steps is not None:
+        def body(carry):
+            k, particles, sums, evals = carry
+            return (k + 1, *step(k, particles, sums, evals))
+
+        init = (jnp.int32(0), particles, zero_info, jnp.int32(n))
+        k, particles, sums, evals = lax.while_loop(lambda c: c[0] < limit, body, init)
+        u_end = particles[0].position
+        steps = k
+    else:
+        k, u_end, steps, sums, evals = _adaptive_steps(
+            step, particles, zero_info, n, u0_white, log_weights, labels, frame, limit,
+            jnp.asarray(correlation_target, z.dtype))
+    corr = decorrelation_to(decorrelation_start(u0_white, log_weights), frame.white(u_end))
+    jump = mean_squared_jump(u0_white, frame.white(u_end), log_weights)
     kf = jnp.maximum(k, 1)
     mean_info = jax.tree.map(
         lambda s: s / kf.astype(s.dtype) if jnp.issubdtype(s.dtype, jnp.floating) else s, sums)
-    info = MutationInfo(mean_info.acceptance_rate, k, evals, mean_info, jump, corr)
-    return frame.back(particles[0].position), info
+    info = MutationInfo(mean_info.acceptance_rate, steps, evals, mean_info, jump, corr)
+    return frame.back(u_end), info
+
+
+def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels, frame,
+                    limit, target):
+    """The cross-fitted stopping rule (module docstring).
+
+    Both groups move until each has a stopping step (or ``limit``); group ``g`` stops at the
+    first checkpoint where group ``1 - g``'s statistic is at most ``target`` and keeps its
+    positions from that step.
+
+    Returns:
+      ``(steps run, positions, mean steps kept per particle, info sums, evals)``.
+    """
+    group = jnp.arange(2, dtype=labels.dtype)
+    own = labels[None, :] == group[:, None]  # [2, N]
+    starts = jax.vmap(lambda m: decorrelation_start(u0_white, jnp.where(m, log_weights,
+                                                                        -jnp.inf)))(own)
+    stat = jax.vmap(decorrelation_to, in_axes=(0, None))
+    # a correlation between independent samples of effective size E has |corr| about
+    # sqrt(2 / (pi E)): a group's statistic cannot go much below that, so the target is at
+    # least 1.5 times it (this binds below about 140 effective particles per group)
+    ess = 1.0 / jnp.sum(starts.w * starts.w, axis=1)
+    target = jnp.maximum(target, 1.5 * jnp.sqrt(2.0 / (jnp.pi * ess))).astype(target.dtype)
+    never = jnp.int32(-1)
+
+    def cond(carry):
+        k, _, _, _, stop, _ = carry
+        return (k < limit) & jnp.any(stop == never)
+
+    def body(carry):
+        k, particles, sums, evals, stop, kept = carry
+        particles, sums, evals = step(k, particles, sums, evals)
+        done = k + 1
+        u = particles[0].position
+
+        def check(stop_kept):
+            stop, kept = stop_kept
+            corr = stat(starts, frame.white(u))  # [2]: group 0's, group 1's statistic
+            now = (stop == never) & (corr[::-1] <= target[::-1])  # g reads group 1 - g
+            keep = now[labels][:, None]
+            return jnp.where(now, done, stop), jnp.where(keep, u, kept)
+
+        stop, kept = lax.cond(_is_checkpoint(done), check, lambda sk: sk, (stop, kept))
+        return k + 1, particles, sums, evals, stop, kept
+
+    init = (jnp.int32(0), particles, zero_info, jnp.int32(n), jnp.full((2,), never),
+            frame.u0)
+    k, particles, sums, evals, stop, kept = lax.while_loop(cond, body, init)
+    capped = stop == never
+    u_end = jnp.where(capped[labels][:, None], particles[0].position, kept)
+    stop = jnp.where(capped, k, stop)
+    steps = jnp.round(jnp.mean(stop[labels].astype(jnp.float32))).astype(jnp.int32)
+    return k, u_end, steps, sums, evals
 
 
 def run_chains(key, z_start, wh: CrossWhitening, labels, log_density, move: Move, params,
