@@ -94,6 +94,21 @@ def test_adaptive_number_of_steps_stops_when_decorrelated():
         assert float(tuning.decorrelation(u0, u0, lw)) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_adaptive_rule_with_an_empty_group_reads_the_whole_population():
+    """Labels follow family trees, and one can die out: with group 1 empty, group 0 cannot read
+    its statistic and falls back to the population's (else it ran to the cap)."""
+    n = 1000
+    rng = np.random.default_rng(4)
+    z0 = jnp.asarray(rng.multivariate_normal(MEAN, COV, size=n), jnp.float32)
+    lw = jnp.full((n,), -np.log(n), jnp.float32)
+    labels = jnp.zeros((n,), jnp.int32)
+    move = moves.get_move("hmc")
+    _, info = jax.jit(lambda k: moves.mutate(
+        k, z0, lw, _log_density, move, move.init_params(3, jnp.float32), max_steps=40,
+        correlation_target=0.1, labels=labels))(jax.random.key(1))
+    assert 1 <= int(info.num_steps) < 20 and float(info.correlation) <= 0.15, info
+
+
 def test_checkpoints_of_the_adaptive_rule():
     ks = [k for k in range(1, 41) if bool(mutation._is_checkpoint(jnp.int32(k)))]
     assert ks == [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 16, 20, 24, 28, 32, 36, 40]

@@ -20,6 +20,8 @@ the population happens to look decorrelated, which selects the particles' positi
 fell with N (0.995 ± 0.002 at N = 4000). A group's statistic has a noise floor of about
 ``sqrt(2 / (pi E))`` for ``E`` effective particles in the group, so the target is raised to
 1.5 times that where it is higher (fewer than about 140 effective particles per group).
+The groups are family trees (labels follow resampling); should one of them fall below 20
+effective particles, the other group reads the whole population's statistic instead.
 
 :func:`run_chains` is the waste-free variant (Dau & Chopin 2022): ``M`` chains of length ``P``
 from the resampled starts, every state kept, giving ``N = M P`` particles.
@@ -198,6 +200,9 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
     return frame.back(u_end), info
 
 
+_MIN_GROUP_ESS = 20.0
+
+
 def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels, frame,
                     limit, target):
     """The cross-fitted stopping rule (module docstring).
@@ -218,7 +223,13 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
     # sqrt(2 / (pi E)): a group's statistic cannot go much below that, so the target is at
     # least 1.5 times it (this binds below about 140 effective particles per group)
     ess = 1.0 / jnp.sum(starts.w * starts.w, axis=1)
-    target = jnp.maximum(target, 1.5 * jnp.sqrt(2.0 / (jnp.pi * ess))).astype(target.dtype)
+    floor = lambda e: 1.5 * jnp.sqrt(2.0 / (jnp.pi * e))  # noqa: E731
+    target_g = jnp.maximum(target, floor(ess)).astype(target.dtype)
+    # a group too small to read (labels follow family trees, which can die out): the other
+    # group falls back to the whole population's statistic (the old, O(1/N)-biased rule)
+    pooled = decorrelation_start(u0_white, log_weights)
+    target_all = jnp.maximum(target, floor(1.0 / jnp.sum(pooled.w * pooled.w)))
+    readable = (ess >= _MIN_GROUP_ESS)[::-1]  # [g]: can group g read group 1 - g
     never = jnp.int32(-1)
 
     def cond(carry):
@@ -233,8 +244,11 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
 
         def check(stop_kept):
             stop, kept = stop_kept
-            corr = stat(starts, frame.white(u))  # [2]: group 0's, group 1's statistic
-            now = (stop == never) & (corr[::-1] <= target[::-1])  # g reads group 1 - g
+            wu = frame.white(u)
+            corr = stat(starts, wu)  # [2]: group 0's, group 1's statistic
+            ok = jnp.where(readable, corr[::-1] <= target_g[::-1],  # g reads group 1 - g
+                           decorrelation_to(pooled, wu) <= target_all)
+            now = (stop == never) & ok
             keep = now[labels][:, None]
             return jnp.where(now, done, stop), jnp.where(keep, u, kept)
 
