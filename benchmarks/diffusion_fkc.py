@@ -55,8 +55,8 @@ BETA = 3.0
 ETAS = (2.0, 4.0)
 
 
-def _runner(sampler, target, sde, steps, eta):
-    return lambda n: (lambda k: sampler(k, target, sde, n, steps, eta=eta))
+def _runner(sampler, target, sde, steps, **options):
+    return lambda n: (lambda k: sampler(k, target, sde, n, steps, **options))
 
 
 def make_problem(seed=0, num_modes=40, box=40.0):
@@ -147,14 +147,13 @@ def main(argv=None):
     ref_mmd = jnp.asarray(ref_big[:5000], jnp.float32)
 
     runners = {
-        "fkc": lambda n: (lambda k: fkc_sample(k, target, sde, n, steps)),
-        "fkc_noresample": lambda n: (lambda k: fkc_sample(k, target, sde, n, steps,
-                                                          ess_threshold=0.0)),
-        "sde": lambda n: (lambda k: sde_sample(k, target, sde, n, steps)),
+        "fkc": _runner(fkc_sample, target, sde, steps),
+        "fkc_noresample": _runner(fkc_sample, target, sde, steps, ess_threshold=0.0),
+        "sde": _runner(sde_sample, target, sde, steps),
     }
     for eta in ETAS:
-        runners[f"fkc_eta{eta:g}"] = _runner(fkc_sample, target, sde, steps, eta)
-        runners[f"sde_eta{eta:g}"] = _runner(sde_sample, target, sde, steps, eta)
+        runners[f"fkc_eta{eta:g}"] = _runner(fkc_sample, target, sde, steps, eta=eta)
+        runners[f"sde_eta{eta:g}"] = _runner(sde_sample, target, sde, steps, eta=eta)
     results = []
     for n in sizes:
         m = min(n, 2000)

@@ -170,6 +170,7 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
     zero_info = jax.tree.map(lambda s: jnp.zeros((), s.dtype), info_shape)
     limit = max_steps if num_steps is None else num_steps
     u0_white = frame.white(frame.u0)
+    start = decorrelation_start(u0_white, log_weights)
 
     def step(k, particles, sums, evals):
         particles, infos = propagate_stage(jax.random.fold_in(key, k), particles, k, params,
@@ -189,9 +190,9 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
         steps = k
     else:
         k, u_end, steps, sums, evals = _adaptive_steps(
-            step, particles, zero_info, n, u0_white, log_weights, labels, frame, limit,
+            step, particles, zero_info, n, u0_white, log_weights, labels, frame, start, limit,
             jnp.asarray(correlation_target, z.dtype))
-    corr = decorrelation_to(decorrelation_start(u0_white, log_weights), frame.white(u_end))
+    corr = decorrelation_to(start, frame.white(u_end))
     jump = mean_squared_jump(u0_white, frame.white(u_end), log_weights)
     kf = jnp.maximum(k, 1)
     mean_info = jax.tree.map(
@@ -204,12 +205,13 @@ _MIN_GROUP_ESS = 20.0
 
 
 def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels, frame,
-                    limit, target):
+                    pooled, limit, target):
     """The cross-fitted stopping rule (module docstring).
 
     Both groups move until each has a stopping step (or ``limit``); group ``g`` stops at the
     first checkpoint where group ``1 - g``'s statistic is at most ``target`` and keeps its
-    positions from that step.
+    positions from that step. ``pooled`` is the whole population's
+    :func:`~smcjax.moves.tuning.decorrelation_start`.
 
     Returns:
       ``(steps run, positions, mean steps kept per particle, info sums, evals)``.
@@ -223,11 +225,11 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
     # sqrt(2 / (pi E)): a group's statistic cannot go much below that, so the target is at
     # least 1.5 times it (this binds below about 140 effective particles per group)
     ess = 1.0 / jnp.sum(starts.w * starts.w, axis=1)
+    ess = jnp.where(jnp.isfinite(ess), ess, 0.0)  # an empty group has NaN weights
     floor = lambda e: 1.5 * jnp.sqrt(2.0 / (jnp.pi * e))  # noqa: E731
     target_g = jnp.maximum(target, floor(ess)).astype(target.dtype)
     # a group too small to read (labels follow family trees, which can die out): the other
     # group falls back to the whole population's statistic (the old, O(1/N)-biased rule)
-    pooled = decorrelation_start(u0_white, log_weights)
     target_all = jnp.maximum(target, floor(1.0 / jnp.sum(pooled.w * pooled.w)))
     readable = (ess >= _MIN_GROUP_ESS)[::-1]  # [g]: can group g read group 1 - g
     never = jnp.int32(-1)
@@ -246,8 +248,9 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
             stop, kept = stop_kept
             wu = frame.white(u)
             corr = stat(starts, wu)  # [2]: group 0's, group 1's statistic
-            ok = jnp.where(readable, corr[::-1] <= target_g[::-1],  # g reads group 1 - g
-                           decorrelation_to(pooled, wu) <= target_all)
+            pooled_ok = lax.cond(jnp.all(readable), lambda v: jnp.asarray(False),
+                                 lambda v: decorrelation_to(pooled, v) <= target_all, wu)
+            ok = jnp.where(readable, corr[::-1] <= target_g[::-1], pooled_ok)  # g reads 1 - g
             now = (stop == never) & ok
             keep = now[labels][:, None]
             return jnp.where(now, done, stop), jnp.where(keep, u, kept)
