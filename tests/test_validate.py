@@ -38,7 +38,7 @@ from smcjax.validate import (
     run_validation,
     weighted_moment_check,
 )
-from smcjax.validate.runner import LEVELS, _plan
+from smcjax.validate.runner import LEVELS, _plan, run_problem
 
 # ----------------------------------------------------------------- distribution functions
 
@@ -409,6 +409,26 @@ def test_a_sampler_that_raises_fails_its_row_only():
     rows = [r for r in report.rows if r.sampler == "raises"]
     assert len(rows) == 1 and rows[0].check == "error" and not rows[0].passed
     assert rows[0].message == "RuntimeError: boom"
+
+
+def test_every_sampler_problem_pair_gets_its_own_keys():
+    """Samplers on one problem must not share random streams (they would draw the same prior
+    particles, and their checks would be correlated); the same pair and seed repeat."""
+    seen = {}
+
+    def recorder(name):
+        def run(key, inst, n):
+            seen.setdefault(name, []).append(np.asarray(jax.random.key_data(key)))
+            theta = jax.vmap(inst.model.sample_prior)(jax.random.split(key, n))
+            return SamplerOutput(jnp.float32(0.0), theta, jnp.zeros(n))
+        return Sampler(name, ("bayes",), run, "records its keys", jit=False)
+
+    problem = get_problem("conjugate_gaussian_2d")
+    for name in ("a", "b", "a"):
+        run_problem(recorder(name), problem, num_particles=8, num_runs=3, seed=0)
+    a, b = np.array(seen["a"]), np.array(seen["b"])
+    np.testing.assert_array_equal(a[:3], a[3:])  # reproducible
+    assert not np.any(np.all(a[:3, None] == b[None, :], axis=-1))  # no key shared
 
 
 @pytest.mark.slow

@@ -156,8 +156,12 @@ def run_problem(sampler: Sampler, problem: Problem, *, num_particles: int, num_r
     start = time.perf_counter()
     fn = lambda k: sampler.run(k, inst, num_particles)  # noqa: E731
     fn = jax.jit(fn) if sampler.jit else fn
-    # the problem's name and the seed pick the keys, so every pair gets its own streams
-    base = jax.random.fold_in(jax.random.key(seed), zlib.crc32(problem.name.encode()) >> 1)
+    # the seed, the problem's name and the sampler's name pick the keys, so every pair gets
+    # its own streams (samplers sharing a problem's keys drew the same prior particles, and
+    # their checks were correlated)
+    base = jax.random.key(seed)
+    for name in (problem.name, sampler.name):
+        base = jax.random.fold_in(base, zlib.crc32(name.encode()) >> 1)
     outs = [jax.block_until_ready(fn(k)) for k in jax.random.split(base, num_runs)]
     seconds = time.perf_counter() - start
     return _checks(problem, inst, outs, alpha), seconds
