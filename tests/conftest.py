@@ -14,5 +14,4 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 
 import jax  # noqa: E402  (after XLA_FLAGS: the backend reads them when it starts)
 
-
 jax.config.update("jax_numpy_rank_promotion", "raise")
