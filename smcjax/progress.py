@@ -57,7 +57,20 @@ def _tqdm(**kwargs):
     return tqdm(**kwargs)
 
 
-class ProgressBar:
+class _Bar:
+    """Closes its tqdm bar ``self.bar``; usable as a context manager."""
+
+    def close(self):
+        self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ProgressBar(_Bar):
     """A tqdm bar for a run of ``total`` steps; pass the instance as ``callback``.
 
     Under ``vmap`` the callback fires once per batch element; the bar shows the furthest step.
@@ -77,17 +90,8 @@ class ProgressBar:
         self.bar.set_postfix(ess=f"{self.last_ess:.0f}", logZ=f"{self.last_log_evidence:.2f}",
                              refresh=False)
 
-    def close(self):
-        self.bar.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class TemperingProgress:
+class TemperingProgress(_Bar):
     """A tqdm bar from β = 0 to β = 1 for adaptive tempering; pass it as ``callback``."""
 
     def __init__(self, desc: str = "tempering", disable: bool = False, resolution: int = 1000,
@@ -109,12 +113,3 @@ class TemperingProgress:
         self.bar.set_postfix_str(
             f"{self.beta:.4f} step {self.steps} ESS {float(np.min(np.asarray(ess))):.0f} "
             f"acc {acc_txt}", refresh=False)
-
-    def close(self):
-        self.bar.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

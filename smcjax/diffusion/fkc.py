@@ -67,6 +67,7 @@ import numpy as np
 
 from smcjax import _checks
 from smcjax.diffusion.scores import check_score
+from smcjax.diffusion.sde import step_grid
 from smcjax.diffusion.targets import DiffusionResult, Target, _finite
 from smcjax.engine import FeynmanKac, check_num_particles, run
 from smcjax.resampling import check_ess_threshold, get_scheme
@@ -183,12 +184,7 @@ def _prepare(target, sde, num_particles, num_steps, times, eta, shape, exact_ini
     if not isinstance(target, Target):
         raise ValueError("target must be a smcjax.diffusion.Target (use anneal, product, cfg, ...)")
     num_particles = check_num_particles(num_particles)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
-    grid = sde.default_times(num_steps) if times is None else sde.check_times(times)
-    if grid.shape[0] != num_steps + 1:
-        raise ValueError(f"times has {grid.shape[0]} points but num_steps={num_steps} needs "
-                         f"{num_steps + 1}")
+    grid = step_grid(sde, num_steps, times)
     eta = _finite("eta", eta)
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")

@@ -127,6 +127,23 @@ def check_times(sde, times) -> np.ndarray:
     return grid.astype(np.float32)
 
 
+
+def step_grid(sde, num_steps, times=None) -> np.ndarray:
+    """The reverse-time grid of a sampler with ``num_steps`` steps: ``times`` checked with
+    :func:`check_times`, or ``sde.default_times(num_steps)`` when ``times`` is None.
+
+    Raises:
+      ValueError: if ``num_steps`` is not an int ``>= 1``, or ``times`` is not a valid grid of
+        ``num_steps + 1`` points.
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    grid = sde.default_times(num_steps) if times is None else sde.check_times(times)
+    if grid.shape[0] != num_steps + 1:
+        raise ValueError(f"times has {grid.shape[0]} points but num_steps={num_steps} needs "
+                         f"{num_steps + 1}")
+    return grid
+
 @dataclass(frozen=True)
 class VP(_Affine):
     """Variance-preserving SDE with a linear ``b(t)``: ``dx = -b(t)/2 x dt + sqrt(b(t)) dW``.

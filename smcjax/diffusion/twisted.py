@@ -38,6 +38,7 @@ import numpy as np
 
 from smcjax import _checks
 from smcjax.diffusion.scores import check_score
+from smcjax.diffusion.sde import step_grid
 from smcjax.diffusion.targets import DiffusionResult
 from smcjax.engine import FeynmanKac, check_num_particles, run
 from smcjax.resampling import check_ess_threshold, get_scheme
@@ -157,12 +158,7 @@ def twisted_sample(key, score, sde, log_likelihood: Callable, num_particles: int
       (500, 1)
     """
     n = check_num_particles(num_particles)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
-    grid = sde.default_times(num_steps) if times is None else sde.check_times(times)
-    if grid.shape[0] != num_steps + 1:
-        raise ValueError(f"times has {grid.shape[0]} points but num_steps={num_steps} needs "
-                         f"{num_steps + 1}")
+    grid = step_grid(sde, num_steps, times)
     check_ess_threshold(ess_threshold)
     get_scheme(resampling)
     shape = getattr(score, "shape", None) if shape is None else shape
