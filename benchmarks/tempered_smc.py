@@ -315,6 +315,10 @@ def main(argv=None):
                 smcjax_median_time_s=s2["median_time_s"],
                 time_smcjax_over_blackjax=s2["median_time_s"] / e["median_time_s"],
                 rmse_smcjax_over_blackjax=s["rmse"] / e["rmse"],
+                # where the calibration did not settle: BlackJAX's RMSE moved to smcjax's time
+                # by the 1/N variance law (RMSE ∝ time^(-1/2)), for information
+                rmse_ratio_time_adjusted=s["rmse"] / e["rmse"]
+                * float(np.sqrt(s2["median_time_s"] / e["median_time_s"])),
                 goal="rmse ratio <= 0.5 at equal wall time",
                 goal_met=bool(s["rmse"] / e["rmse"] <= 0.5),
             ),
