@@ -127,7 +127,6 @@ def check_times(sde, times) -> np.ndarray:
     return grid.astype(np.float32)
 
 
-
 def step_grid(sde, num_steps, times=None) -> np.ndarray:
     """The reverse-time grid of a sampler with ``num_steps`` steps: ``times`` checked with
     :func:`check_times`, or ``sde.default_times(num_steps)`` when ``times`` is None.
@@ -143,6 +142,7 @@ def step_grid(sde, num_steps, times=None) -> np.ndarray:
         raise ValueError(f"times has {grid.shape[0]} points but num_steps={num_steps} needs "
                          f"{num_steps + 1}")
     return grid
+
 
 @dataclass(frozen=True)
 class VP(_Affine):

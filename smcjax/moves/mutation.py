@@ -224,13 +224,14 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
     # a correlation between independent samples of effective size E has |corr| about
     # sqrt(2 / (pi E)): a group's statistic cannot go much below that, so the target is at
     # least 1.5 times it (this binds below about 140 effective particles per group)
-    ess = 1.0 / jnp.sum(starts.w * starts.w, axis=1)
+    kish = lambda w: 1.0 / jnp.sum(w * w, axis=-1)  # noqa: E731  (normalised weights)
+    ess = kish(starts.w)
     ess = jnp.where(jnp.isfinite(ess), ess, 0.0)  # an empty group has NaN weights
     floor = lambda e: 1.5 * jnp.sqrt(2.0 / (jnp.pi * e))  # noqa: E731
     target_g = jnp.maximum(target, floor(ess)).astype(target.dtype)
     # a group too small to read (labels follow family trees, which can die out): the other
     # group falls back to the whole population's statistic (the old, O(1/N)-biased rule)
-    target_all = jnp.maximum(target, floor(1.0 / jnp.sum(pooled.w * pooled.w)))
+    target_all = jnp.maximum(target, floor(kish(pooled.w)))
     readable = (ess >= _MIN_GROUP_ESS)[::-1]  # [g]: can group g read group 1 - g
     never = jnp.int32(-1)
 
