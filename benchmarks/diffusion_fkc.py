@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _machine import machine  # benchmarks/_machine.py (the script directory is on sys.path)
 from scipy.optimize import linear_sum_assignment
 
 from smcjax.diffusion import EDM, GaussianMixtureScore, anneal, fkc_sample, gmm, sde_sample
@@ -189,8 +189,7 @@ def main(argv=None):
         "sde": "EDM sigma in [0.01, 150], Karras grid rho=7",
         "w2_method": "exact OT (linear_sum_assignment) on min(N, 2000) points",
         "seeds_per_metric": args.repeats,
-        "machine": f"{platform.machine()} {platform.processor() or ''}, {jax.device_count()} "
-                   f"{jax.default_backend()} device(s); shared machine: use ratios",
+        "machine": machine() + "; shared machine: use ratios",
         "goals": {"w2_ratio_fkc_over_sde": "<= 0.5", "time_ratio_fkc_over_sde": "<= 1.3"},
         "results": results,
     }

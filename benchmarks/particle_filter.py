@@ -18,31 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _machine import machine  # benchmarks/_machine.py (the script directory is on sys.path)
 from smcjax.models import linear_gaussian as lg
 
 import smcjax
 
 RHO, SX, SY, T = 0.9, 0.5, 0.5, 100
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, JAX {jax.__version__} on {jax.default_backend()}"
 
 
 def best_of(fn, repeats):
