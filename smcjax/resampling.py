@@ -52,6 +52,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from smcjax.weights import ess as _ess
@@ -97,7 +98,7 @@ def _materialize(v):
     is exact: every output is one ``v_i * 1`` plus zeros.
     """
     m = _blocks(v)
-    eye = jnp.eye(m.shape[1], dtype=v.dtype)
+    eye = np.eye(m.shape[1], dtype=np.dtype(v.dtype))  # a literal: never recomputed in a loop
     return jnp.dot(m, eye, precision=lax.Precision.HIGHEST).reshape(-1)[:v.shape[0]]
 
 
@@ -116,7 +117,7 @@ def _cumsum(x, monotone=True):
     n = x.shape[0]
     blocks = _blocks(x)
     num_blocks, size = blocks.shape
-    tri = jnp.triu(jnp.ones((size, size), x.dtype))
+    tri = np.triu(np.ones((size, size), np.dtype(x.dtype)))  # a literal, see _materialize
     within = jnp.dot(blocks, tri, precision=lax.Precision.HIGHEST)
     if num_blocks == 1:
         return within.reshape(-1)[:n]
@@ -150,7 +151,7 @@ def _cummax(x):
         jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
     blocks = _blocks(x, low)
     num_blocks, size = blocks.shape
-    upto = jnp.arange(size)[:, None] <= jnp.arange(size)[None, :]  # [i, j]: i <= j
+    upto = np.arange(size)[:, None] <= np.arange(size)[None, :]  # [i, j]: i <= j
     within = jnp.max(jnp.where(upto[None], blocks[:, :, None], low), axis=1)
     if num_blocks == 1:
         return within.reshape(-1)[:n]

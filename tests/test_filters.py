@@ -21,8 +21,16 @@ NUM_STEPS = 25
 # Particles per run. The filtering mean has an O(1/N) bias while the standard error of its
 # average over R runs is O(1/sqrt(N R)), so N must not be small next to R: at N = 256 the 3-d
 # bootstrap filter (mean ESS ~36) shows |z| ~ 7 and the 1-d multinomial case |z| ~ 4.5 over
-# 200 seeds; at N = 1024 the bias is well below the Monte Carlo error.
+# 200 seeds; at N = 1024 the bias is well below the Monte Carlo error, except for the 3-d
+# bootstrap filter (mean ESS ~140 of 1024, minimum ~4): there, over 800 runs, the average
+# filtering mean was off by 0.0052 (rms over steps and coordinates) at N = 1024 and by 0.0014
+# at N = 4096 (the 1/N law), i.e. rms |z| 2.28 and 1.42. It therefore runs at N = 4096.
 PARTICLES = {1: 1024, 3: 1024}
+BOOTSTRAP_3D_PARTICLES = 4096
+
+
+def num_particles(method, dim):
+    return BOOTSTRAP_3D_PARTICLES if (method, dim) == ("bootstrap", 3) else PARTICLES[dim]
 
 
 @functools.cache
@@ -70,7 +78,7 @@ CASES = (
 @pytest.mark.parametrize("method,dim,resampling,ess_threshold", CASES)
 def test_filter_matches_kalman(method, dim, resampling, ess_threshold):
     p, ys, kf = problem(dim)
-    res = many_runs(make_model(p, method), ys, PARTICLES[dim], 200, method=method,
+    res = many_runs(make_model(p, method), ys, num_particles(method, dim), 200, method=method,
                     resampling=resampling, ess_threshold=ess_threshold)
     assert not np.any(np.asarray(res.collapsed))
     ev, means = check_against_kalman(res, kf)
@@ -80,7 +88,7 @@ def test_filter_matches_kalman(method, dim, resampling, ess_threshold):
     if ess_threshold == 1.0:
         assert np.all(resampled)
     elif method != "auxiliary":  # (the auxiliary filter tests the ESS of W * eta instead)
-        n = PARTICLES[dim]
+        n = num_particles(method, dim)
         np.testing.assert_array_equal(resampled, np.asarray(res.ess)[:, :-1] < ess_threshold * n)
 
 
@@ -91,7 +99,7 @@ def test_filter_matches_kalman(method, dim, resampling, ess_threshold):
 @pytest.mark.parametrize("ess_threshold", [0.5, 1.0])
 def test_filter_matches_kalman_full_grid(method, dim, resampling, ess_threshold):
     p, ys, kf = problem(dim)
-    res = many_runs(make_model(p, method), ys, PARTICLES[dim], 400, method=method,
+    res = many_runs(make_model(p, method), ys, num_particles(method, dim), 400, method=method,
                     resampling=resampling, ess_threshold=ess_threshold, seed=1)
     ev, means = check_against_kalman(res, kf)
     assert ev.passed, ev.message
