@@ -55,7 +55,8 @@ def test_data_tempering_informative_datum_is_added_in_parts():
 @pytest.mark.slow
 # d = 50 with 50 seeds on 2 cores: 8 min (MALA, HMC), 57 min (RWMH), about 71 min (NUTS, 85 s a
 # seed: ~46 steps of ~3 NUTS moves, each datum's likelihood evaluated separately). Sharing
-# a core with other runs, NUTS took 126 min (session 8), hence 3 h.
+# a core with other runs, NUTS took 126 min (session 8), and 90 min on one core with the other
+# core busy (session 11), hence 3 h.
 @pytest.mark.timeout(10800)
 @pytest.mark.parametrize("dim", [2, 10, 50])
 @pytest.mark.parametrize("move", ["rwmh", "mala", "hmc", "nuts"])
