@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import jax
@@ -163,7 +164,7 @@ def main(argv=None):
         print(f"N={n}: smcjax {s:.1f} ns, handwritten "
               f"{row['handwritten_jax']['ns_per_particle_step']:.1f} ns, particles "
               f"{row['particles']['ns_per_particle_step']:.1f} ns per particle-step",
-              flush=True)
+              file=sys.stderr, flush=True)  # stdout carries only the JSON
     out = {
         "benchmark": "bootstrap particle filter, 1-d linear Gaussian, T=100, systematic "
                      "resampling every step",
