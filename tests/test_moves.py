@@ -207,6 +207,43 @@ def test_cross_whitening_uses_the_other_group():
 _RW = blackjax.mcmc.random_walk.build_additive_step()
 
 
+def test_hmc_path_length_is_one_draw_per_step_shared_by_all_particles():
+    """HMC's jittered number of leapfrog steps is drawn once per MCMC step for every particle
+    (``Move.shared``), so the vmapped leapfrog loop is never as long as the longest of N
+    draws; it still varies between steps over ``[L/2 + 1, 3L/2]``, also inside a composition."""
+    n = 512
+    rng = np.random.default_rng(5)
+    z0 = jnp.asarray(rng.multivariate_normal(MEAN, COV, size=n), jnp.float32)
+    lw = jnp.full((n,), -np.log(n), jnp.float32)
+    for mv in (moves.get_move("hmc"), moves.compose(moves.rwmh(), moves.hmc())):
+        params = mv.init_params(3, jnp.float32)
+        wh = tuning.cross_whitening(z0, lw, mutation.initial_labels(n))
+        frame = mutation._frame(z0, _log_density, mv, wh, mutation.initial_labels(n))
+        states = mutation._init_states(frame, mv)
+        counts = []
+        for k in range(40):
+            key = jax.random.key(k)
+            p_k = mutation._with_shared(mv, key, params)
+            keys = jax.random.split(key, n)
+            _, info = jax.vmap(
+                lambda kk, s, f, mv=mv, frame=frame, p_k=p_k: mv.step(kk, s, frame.make_ld(f),
+                                                                    p_k))(
+                keys, states, frame.aux)
+            evals = np.asarray(info.parts[1].num_evals if info.parts else info.num_evals)
+            assert np.all(evals == evals[0]), evals[:10]
+            counts.append(int(evals[0]))
+        h = float((params[1] if info.parts else params)["step_size"])
+        big_l = int(np.ceil(1.5 / h))
+        assert set(counts) == set(range(big_l // 2 + 1, big_l // 2 + 1 + big_l)), counts
+    # without the shared draw (a direct call) each particle draws its own
+    hmc = moves.get_move("hmc")
+    params = hmc.init_params(3, jnp.float32)
+    st = jax.vmap(hmc.init, in_axes=(0, None))(z0, _log_density)
+    _, info = jax.vmap(lambda kk, s: hmc.step(kk, s, _log_density, params))(
+        jax.random.split(jax.random.key(0), n), st)
+    assert len(set(np.asarray(info.num_evals).tolist())) > 1
+
+
 def user_random_walk(key, state, log_density):
     """A user kernel with BlackJAX's single-particle shape (not whitened, fixed scale)."""
     return _RW(key, state, log_density, blackjax.mcmc.random_walk.normal(jnp.float32(0.3)))

@@ -87,6 +87,12 @@ def compose(*moves: Move) -> Move:
         return tuple(m.adapt(p, i) for m, p, i in zip(moves, params, mean_info.parts,
                                                        strict=True))
 
+    def shared(key, params):
+        keys = jax.random.split(key, len(moves))
+        return tuple(p if m.shared is None else m.shared(k, p)
+                     for k, m, p in zip(keys, moves, params, strict=True))
+
+    has_shared = any(m.shared is not None for m in moves)
     return Move(init=last.init, step=step, init_params=init_params, adapt=adapt,
                 whiten=all(m.whiten for m in moves),
-                name="+".join(m.name for m in moves))
+                name="+".join(m.name for m in moves), shared=shared if has_shared else None)

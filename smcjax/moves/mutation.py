@@ -120,6 +120,17 @@ def _transition(frame: _Frame, move: Move):
     return transition
 
 
+_SHARED_SALT = 0x5EED
+
+
+def _with_shared(move: Move, key, params):
+    """The step's parameters with the move's shared draw (``Move.shared``), from a key that
+    the per-particle keys (``propagate_stage`` splits ``key``) never use."""
+    if move.shared is None:
+        return params
+    return move.shared(jax.random.fold_in(key, _SHARED_SALT), params)
+
+
 def _is_checkpoint(k):
     """Whether the adaptive rule looks at the statistic after ``k`` steps:
     ``k ≤ 4 or k % ⌊k/4⌋ = 0``, i.e. after steps 1-8, 10, 12, 15, 16 and then every 4th step.
@@ -166,15 +177,17 @@ def mutate(key, z, log_weights, log_density, move: Move, params, *, num_steps=No
     particles = (_init_states(frame, move), frame.aux)
     transition = _transition(frame, move)
     info_shape = jax.eval_shape(
-        lambda k, p: propagate_stage(k, p, 0, params, transition)[1], key, particles)
+        lambda k, p: propagate_stage(k, p, 0, _with_shared(move, k, params), transition)[1],
+        key, particles)
     zero_info = jax.tree.map(lambda s: jnp.zeros((), s.dtype), info_shape)
     limit = max_steps if num_steps is None else num_steps
     u0_white = frame.white(frame.u0)
     start = decorrelation_start(u0_white, log_weights)
 
     def step(k, particles, sums, evals):
-        particles, infos = propagate_stage(jax.random.fold_in(key, k), particles, k, params,
-                                           transition)
+        key_k = jax.random.fold_in(key, k)
+        particles, infos = propagate_stage(key_k, particles, k,
+                                           _with_shared(move, key_k, params), transition)
         sums = jax.tree.map(jnp.add, sums, _population_mean(infos, w))
         evals = evals + jnp.sum(infos.num_evals, dtype=jnp.int32)
         return particles, sums, evals
@@ -289,8 +302,9 @@ def run_chains(key, z_start, wh: CrossWhitening, labels, log_density, move: Move
     w = jnp.exp(uniform)
 
     def body(particles, p):
-        particles, infos = propagate_stage(jax.random.fold_in(key, p), particles, p, params,
-                                           transition)
+        key_p = jax.random.fold_in(key, p)
+        particles, infos = propagate_stage(key_p, particles, p,
+                                           _with_shared(move, key_p, params), transition)
         return particles, (particles[0].position, _population_mean(infos, w),
                            jnp.sum(infos.num_evals, dtype=jnp.int32))
 
