@@ -231,9 +231,7 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
     """
     group = jnp.arange(2, dtype=labels.dtype)
     own = labels[None, :] == group[:, None]  # [2, N]
-    starts = jax.vmap(lambda m: decorrelation_start(u0_white, jnp.where(m, log_weights,
-                                                                        -jnp.inf)))(own)
-    stat = jax.vmap(decorrelation_to, in_axes=(0, None))
+    starts = decorrelation_start(u0_white, jnp.where(own, log_weights[None], -jnp.inf))
     # a correlation between independent samples of effective size E has |corr| about
     # sqrt(2 / (pi E)): a group's statistic cannot go much below that, so the target is at
     # least 1.5 times it (this binds below about 140 effective particles per group)
@@ -261,7 +259,7 @@ def _adaptive_steps(step, particles, zero_info, n, u0_white, log_weights, labels
         def check(stop_kept):
             stop, kept = stop_kept
             wu = frame.white(u)
-            corr = stat(starts, wu)  # [2]: group 0's, group 1's statistic
+            corr = decorrelation_to(starts, wu)  # [2]: group 0's, group 1's statistic
             pooled_ok = lax.cond(jnp.all(readable), lambda v: jnp.asarray(False),
                                  lambda v: decorrelation_to(pooled, v) <= target_all, wu)
             ok = jnp.where(readable, corr[::-1] <= target_g[::-1], pooled_ok)  # g reads 1 - g

@@ -143,34 +143,46 @@ def mean_squared_jump(u0, u, log_weights):
 class DecorrelationStart(NamedTuple):
     """What :func:`decorrelation` needs from the start positions, computed once per mutation.
 
+    Weights may be stacked ``[G, N]`` for ``G`` groups (each row normalised); then the
+    weight-dependent fields have a leading ``G`` axis and :func:`decorrelation_to` returns
+    ``G`` statistics from one pass over ``u``.
+
     Attributes:
-      w: normalised weights ``[N]``.
+      w: normalised weights ``[N]`` or ``[G, N]``.
       u0: start positions ``[N, d]``.
-      live: ``w > 0`` and the start coordinate finite ``[N, d]``.
-      a_c: masked start coordinates centred with ``w`` (``0`` where ``w = 0`` or not finite).
-      var_a: their weighted variances ``[d]``.
-      r_c: centred squared radii ``‖a‖²`` ``[N]``.
-      var_r: their weighted variance.
+      a: start coordinates, ``0`` where not finite ``[N, d]``.
+      mean_a, var_a: their weighted means and (two-pass) variances ``[(G,) d]``.
+      ra: squared radii ``‖a‖²`` minus their plain average over the particles (any constant
+        leaves the correlations unchanged; this one keeps the one-pass sums well scaled)
+        ``[N]``.
+      mean_r, var_r: their weighted mean and (two-pass) variance ``[(G,)]``.
     """
 
     w: jax.Array
     u0: jax.Array
-    live: jax.Array
-    a_c: jax.Array
+    a: jax.Array
+    mean_a: jax.Array
     var_a: jax.Array
-    r_c: jax.Array
+    ra: jax.Array
+    mean_r: jax.Array
     var_r: jax.Array
 
 
 def decorrelation_start(u0, log_weights) -> DecorrelationStart:
-    """The start-position half of :func:`decorrelation` (``float[N, d]``, ``float[N]``)."""
-    w = jnp.exp(log_weights - jax.scipy.special.logsumexp(log_weights)).astype(u0.dtype)
-    live = (w > 0)[:, None] & jnp.isfinite(u0)
-    a = jnp.where(live, u0, 0.0)
-    a_c = a - (w @ a)[None]
-    ra = jnp.sum(a * a, axis=1)
-    r_c = ra - w @ ra
-    return DecorrelationStart(w, u0, live, a_c, w @ (a_c * a_c), r_c, w @ (r_c * r_c))
+    """The start-position half of :func:`decorrelation` (``float[N, d]``, ``float[(G,) N]``)."""
+    lw = log_weights
+    w = jnp.exp(lw - jax.scipy.special.logsumexp(lw, axis=-1, keepdims=True)).astype(u0.dtype)
+    a = jnp.where(jnp.isfinite(u0), u0, 0.0)
+    r = jnp.sum(a * a, axis=1)
+    ra = r - jnp.mean(r)
+    mean_a = w @ a
+    mean_r = w @ ra
+    if w.ndim == 2:  # stacked groups
+        dev, dev_r = a[None] - mean_a[:, None, :], ra[None] - mean_r[:, None]
+    else:
+        dev, dev_r = a - mean_a[None], ra - mean_r
+    return DecorrelationStart(w, u0, a, mean_a, jnp.sum(w[..., None] * dev * dev, axis=-2),
+                              ra, mean_r, jnp.sum(w * dev_r * dev_r, axis=-1))
 
 
 def _ratio(cov, var):
@@ -179,25 +191,32 @@ def _ratio(cov, var):
 
 
 def decorrelation_to(start: DecorrelationStart, u):
-    """:func:`decorrelation` of the positions ``u`` (``float[N, d]``) from a precomputed start.
+    """:func:`decorrelation` of the positions ``u`` (``float[N, d]``) from a precomputed start
+    (one statistic, or ``[G]`` for stacked weights).
 
-    Per call this is one pass over ``u`` and two weighted sums (each one matrix-vector
-    product): the covariances with the already centred start are ``Σ_i W^i a_c^i b^i``, and
-    the variances of ``u`` are ``E_W[b²] - E_W[b]²`` (whitened coordinates have mean near 0
-    and variance near 1, so nothing cancels).
+    Per call this is one pass over ``u`` building ``3d + 4`` per-particle features and one
+    weighted sum of them (a matrix product with the ``[(G,) N]`` weights): the covariances
+    ``Σ_i W^i a^i b^i - E_W[a] E_W[b]`` and the variances ``E_W[b²] - E_W[b]²`` (whitened
+    coordinates have mean near 0 and variance near 1, so nothing cancels; the squared radii
+    are centred by a constant first). A zero-weight particle contributes nothing, and a
+    coordinate that is not finite at the start or now counts as 0.
     """
-    w, d = start.w, u.shape[1]
-    b = jnp.where(start.live & jnp.isfinite(u), u, 0.0)
+    d = u.shape[1]
+    b = jnp.where(jnp.isfinite(start.u0) & jnp.isfinite(u), u, 0.0)
     bb = b * b
-    sums = w @ jnp.concatenate([b, start.a_c * b, bb], axis=1)
-    mean_b, cov, mean_bb = sums[:d], sums[d:2 * d], sums[2 * d:]
-    coords = _ratio(cov, start.var_a * jnp.maximum(mean_bb - mean_b * mean_b, 0.0))
-    rb = jnp.sum(bb, axis=1)
+    rb = jnp.sum(bb, axis=1) + (start.ra - jnp.sum(start.a * start.a, axis=1))  # same shift
     still = jnp.all(start.u0 == u, axis=1).astype(u.dtype)
-    mean_rb, mean_rb2, cov_r, stuck = w @ jnp.stack([rb, rb * rb, start.r_c * rb, still], 1)
-    radius = _ratio(cov_r, start.var_r * jnp.maximum(mean_rb2 - mean_rb * mean_rb, 0.0))
-    return jnp.maximum(jnp.maximum(jnp.mean(jnp.abs(coords)), jnp.abs(radius)),
-                       jnp.sqrt(stuck))
+    feats = jnp.concatenate([b, start.a * b, bb, jnp.stack([rb, rb * rb, start.ra * rb, still],
+                                                           axis=1)], axis=1)
+    sums = start.w @ feats  # [(G,) 3d + 4]
+    mean_b, ab, mean_bb = sums[..., :d], sums[..., d:2 * d], sums[..., 2 * d:3 * d]
+    mean_rb, mean_rb2, rab, stuck = (sums[..., 3 * d + i] for i in range(4))
+    coords = _ratio(ab - start.mean_a * mean_b,
+                    start.var_a * jnp.maximum(mean_bb - mean_b * mean_b, 0.0))
+    radius = _ratio(rab - start.mean_r * mean_rb,
+                    start.var_r * jnp.maximum(mean_rb2 - mean_rb * mean_rb, 0.0))
+    return jnp.maximum(jnp.maximum(jnp.mean(jnp.abs(coords), axis=-1), jnp.abs(radius)),
+                       jnp.sqrt(jnp.maximum(stuck, 0.0)))
 
 
 def decorrelation(u0, u, log_weights):
