@@ -53,11 +53,10 @@ def t_scores(estimates, exact):
     return (est.mean(axis=0) - np.asarray(exact)) / se
 
 
-def z_scores(estimates, exact):
-    """The t-scores as normal scores with the same two-sided tail probability (module doc)."""
-    t = t_scores(estimates, exact)
-    df = np.asarray(estimates).shape[0] - 1
-    return np.sign(t) * stats.norm.isf(stats.t.sf(np.abs(t), df))
+def normal_scores(t, num_seeds: int):
+    """t-scores over ``num_seeds`` seeds as normal scores with the same two-sided tail
+    probability (module docstring)."""
+    return np.sign(t) * stats.norm.isf(stats.t.sf(np.abs(t), num_seeds - 1))
 
 
 def evidence_ratio(result, exact_log_z):
@@ -70,8 +69,8 @@ def evidence_ratio(result, exact_log_z):
 def summary(result, post_mean, post_var, log_z) -> dict:
     """All the figures of one batched run (printed by the tests with ``-s``)."""
     m, v = weighted_moments(result)
-    zm, zv = z_scores(m, post_mean), z_scores(v, post_var)
     tm, tv = t_scores(m, post_mean), t_scores(v, post_var)
+    zm, zv = normal_scores(tm, m.shape[0]), normal_scores(tv, v.shape[0])
     rm, rse, rz = evidence_ratio(result, log_z)
     log_z_hat = np.asarray(result.log_evidence, np.float64)
     return {

@@ -152,9 +152,10 @@ class DecorrelationStart(NamedTuple):
       u0: start positions ``[N, d]``.
       a: start coordinates, ``0`` where not finite ``[N, d]``.
       mean_a, var_a: their weighted means and (two-pass) variances ``[(G,) d]``.
-      ra: squared radii ``‖a‖²`` minus their plain average over the particles (any constant
-        leaves the correlations unchanged; this one keeps the one-pass sums well scaled)
-        ``[N]``.
+      shift: the plain average of the squared radii ``‖a‖²`` over the particles (any constant
+        shift leaves the correlations unchanged; this one keeps the one-pass sums well
+        scaled); :func:`decorrelation_to` shifts ``‖b‖²`` by it too.
+      ra: the shifted squared radii ``‖a‖² - shift`` ``[N]``.
       mean_r, var_r: their weighted mean and (two-pass) variance ``[(G,)]``.
     """
 
@@ -163,6 +164,7 @@ class DecorrelationStart(NamedTuple):
     a: jax.Array
     mean_a: jax.Array
     var_a: jax.Array
+    shift: jax.Array
     ra: jax.Array
     mean_r: jax.Array
     var_r: jax.Array
@@ -174,7 +176,8 @@ def decorrelation_start(u0, log_weights) -> DecorrelationStart:
     w = jnp.exp(lw - jax.scipy.special.logsumexp(lw, axis=-1, keepdims=True)).astype(u0.dtype)
     a = jnp.where(jnp.isfinite(u0), u0, 0.0)
     r = jnp.sum(a * a, axis=1)
-    ra = r - jnp.mean(r)
+    shift = jnp.mean(r)
+    ra = r - shift
     mean_a = w @ a
     mean_r = w @ ra
     if w.ndim == 2:  # stacked groups
@@ -182,7 +185,7 @@ def decorrelation_start(u0, log_weights) -> DecorrelationStart:
     else:
         dev, dev_r = a - mean_a[None], ra - mean_r
     return DecorrelationStart(w, u0, a, mean_a, jnp.sum(w[..., None] * dev * dev, axis=-2),
-                              ra, mean_r, jnp.sum(w * dev_r * dev_r, axis=-1))
+                              shift, ra, mean_r, jnp.sum(w * dev_r * dev_r, axis=-1))
 
 
 def _ratio(cov, var):
@@ -204,7 +207,7 @@ def decorrelation_to(start: DecorrelationStart, u):
     d = u.shape[1]
     b = jnp.where(jnp.isfinite(start.u0) & jnp.isfinite(u), u, 0.0)
     bb = b * b
-    rb = jnp.sum(bb, axis=1) + (start.ra - jnp.sum(start.a * start.a, axis=1))  # same shift
+    rb = jnp.sum(bb, axis=1) - start.shift
     still = jnp.all(start.u0 == u, axis=1).astype(u.dtype)
     feats = jnp.concatenate([b, start.a * b, bb, jnp.stack([rb, rb * rb, start.ra * rb, still],
                                                            axis=1)], axis=1)
