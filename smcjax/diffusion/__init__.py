@@ -22,6 +22,7 @@ from smcjax.diffusion.scores import (
     from_eps,
     from_flax,
     from_velocity,
+    score_and_divergence,
 )
 from smcjax.diffusion.sde import EDM, VE, VP, check_times
 from smcjax.diffusion.targets import (
@@ -47,6 +48,7 @@ __all__ = [
     "from_velocity",
     "from_flax",
     "check_score",
+    "score_and_divergence",
     "Target",
     "DiffusionResult",
     "product_of_powers",

@@ -24,6 +24,7 @@ References: B. Efron, "Tweedie's formula and selection bias", JASA 2011; Y. Lipm
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +42,7 @@ __all__ = [
     "from_flax",
     "GaussianMixtureScore",
     "check_score",
+    "score_and_divergence",
 ]
 
 KINDS = ("score", "eps", "denoiser", "velocity")
@@ -50,8 +52,10 @@ KINDS = ("score", "eps", "denoiser", "velocity")
 class ScoreModel(Protocol):
     """``score(x, t)``: ``grad_x log q_t(x)`` for one particle ``x`` at diffusion time ``t``.
 
-    Optional attributes used when present: ``shape`` (the event shape of ``x``) and
-    ``log_prob(x, t)`` (the exact log density of ``q_t``, used by ``exact_initial``).
+    Optional attributes used when present: ``shape`` (the event shape of ``x``),
+    ``log_prob(x, t)`` (the exact log density of ``q_t``, used by ``exact_initial``) and
+    ``score_and_divergence(x, t) -> (s, div s)`` (used by FKC's ``control=True``; without it
+    the divergence is computed by forward-mode autodiff, see :func:`score_and_divergence`).
     """
 
     def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array: ...
@@ -120,6 +124,23 @@ def from_flax(module, params, *, kind: str = "score", sde=None, args: tuple = ()
     return {"eps": from_eps, "denoiser": from_denoiser, "velocity": from_velocity}[kind](net, sde)
 
 
+def score_and_divergence(score: Callable, x, t):
+    """``(s(x, t), div s(x, t))`` for one particle, where ``div s = sum_j ds_j / dx_j``.
+
+    Uses ``score.score_and_divergence`` when the model has it (the exact mixture score does, at
+    about the cost of the score). Otherwise the Jacobian is built by forward-mode autodiff:
+    ``D`` Jacobian-vector products for ``D = x.size``, so this fallback is for small ``D``.
+    """
+    own = getattr(score, "score_and_divergence", None)
+    if own is not None:
+        return own(x, t)
+    s, push = jax.linearize(lambda y: score(y, t), x)
+    size = math.prod(x.shape)
+    basis = jnp.eye(size, dtype=x.dtype).reshape((size, *x.shape))
+    columns = jax.vmap(push)(basis).reshape(size, size)  # [j, i] = ds_i / dx_j
+    return s, jnp.trace(columns)
+
+
 def check_score(score: Callable, shape, *, what: str = "score") -> None:
     """Trace ``score(x, t)`` on one particle and require an output of shape ``shape``.
 
@@ -172,12 +193,23 @@ class GaussianMixtureScore:
         self._means = jnp.asarray(means, jnp.float32)
         self._vecs = jnp.asarray(vecs, jnp.float32)
         self._lam = jnp.asarray(lam, jnp.float32)
+        self._isotropic = bool(np.all(lam.max(axis=1) == lam.min(axis=1)))
+        d = means.shape[1]
+        ext = np.zeros((len(w), d + 1, d + 1), np.float32)  # [U_k 0; 0 1]
+        ext[:, :d, :d] = vecs
+        ext[:, d, d] = 1.0
+        self._vecs_ext = jnp.asarray(ext)
 
-    def _parts(self, x, t):
+    def _parts(self, x, t, with_quad=False):
         a, s = self.sde.alpha(t), self.sde.sigma(t)
         z = jnp.einsum("kij,ki->kj", self._vecs, x[None, :] - a * self._means)
         var = a * a * self._lam + s * s
         d = self.shape[0]
+        if with_quad:
+            quad = jnp.sum(z * z / var, axis=1)
+            log_n = (-0.5 * quad - 0.5 * jnp.sum(jnp.log(var), axis=1)
+                     - 0.5 * d * jnp.log(2.0 * jnp.pi))
+            return z, var, quad, self._log_w + log_n
         log_n = (-0.5 * jnp.sum(z * z / var, axis=1) - 0.5 * jnp.sum(jnp.log(var), axis=1)
                  - 0.5 * d * jnp.log(2.0 * jnp.pi))
         return z, var, self._log_w + log_n
@@ -186,6 +218,32 @@ class GaussianMixtureScore:
         z, var, log_joint = self._parts(x, t)
         r = jax.nn.softmax(log_joint)
         return -jnp.einsum("k,kij,kj->i", r, self._vecs, z / var)
+
+    def score_and_divergence(self, x, t):
+        """``(grad log q_t(x), Laplacian of log q_t(x))``.
+
+        With ``V_k = alpha^2 C_k + sigma^2 I`` and ``m_k = V_k^{-1} (x - alpha mu_k)``:
+        ``s = -sum_k r_k m_k`` and ``div s = sum_k r_k (|m_k|^2 - tr V_k^{-1}) - |s|^2`` (the
+        Laplacian of ``log q`` is ``Lap q / q - |s|^2``). When every ``C_k`` is a multiple of
+        the identity, ``|m_k|^2`` is the quadratic form of the density divided by ``V_k``,
+        so the divergence costs a few operations on ``K``-vectors (XLA CPU runs the general
+        per-coordinate reduction several times slower).
+        """
+        z, var, quad, log_joint = self._parts(x, t, with_quad=True)
+        r = jax.nn.softmax(log_joint)
+        m = z / var  # m_k in each component's eigenbasis: the same norm
+        d = self.shape[0]
+        if self._isotropic:  # one contraction, as in __call__, with one more coordinate
+            extra = ((quad - d) / var[:, 0])[:, None]
+            out = jnp.einsum("k,kij,kj->i", r, self._vecs_ext, jnp.concatenate([m, extra], 1))
+            s = -out[:d]
+            return s, out[d] - jnp.sum(s * s)
+        feats = jnp.concatenate(
+            [jnp.einsum("kij,kj->ki", self._vecs, m),
+             (jnp.sum(m * m, axis=1) - jnp.sum(1.0 / var, axis=1))[:, None]], axis=1)
+        out = r @ feats
+        s = -out[:-1]
+        return s, out[-1] - jnp.sum(s * s)
 
     def log_prob(self, x, t):
         """``log q_t(x)``."""
