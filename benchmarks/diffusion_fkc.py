@@ -39,7 +39,9 @@ Metrics, against exact target samples:
 
 The machine may be shared with other jobs: compare wall-time ratios measured in this one
 process, not absolute times. Run ``python benchmarks/diffusion_fkc.py [--small]``; it prints
-JSON.
+JSON. ``--time-only R`` skips the metrics and times the SDE, FKC and FKC with the control
+(K steps, N in {10^3, 10^4}) over R interleaved rounds: on a 2-core VM single timings of these
+1-second runs vary by +-30 %, so the time ratio needs more rounds than the metrics do.
 """
 
 from __future__ import annotations
@@ -135,11 +137,43 @@ def metrics(res, ref_a, ref_mmd, exact_mass, means, m):
     }
 
 
+def time_only(target, sde, sizes, steps, rounds):
+    """Median wall-time ratios to the SDE over ``rounds`` interleaved runs (paired per round)."""
+    runners = {"sde": _runner(sde_sample, target, sde, steps),
+               "fkc": _runner(fkc_sample, target, sde, steps),
+               "fkc_control": _runner(fkc_sample, target, sde, steps, control=True,
+                                      ess_threshold=0.5)}
+    rows = []
+    for n in sizes:
+        fns = {name: make(n) for name, make in runners.items()}
+        for fn in fns.values():
+            jax.block_until_ready(fn(jax.random.key(123)))  # compile
+        secs = {name: [] for name in fns}
+        for r in range(rounds):
+            for name, fn in fns.items():
+                t = time.perf_counter()
+                jax.block_until_ready(fn(jax.random.key(r)))
+                secs[name].append(time.perf_counter() - t)
+        row = {"N": n, "steps": steps, "rounds": rounds,
+               "sde_median_seconds": float(np.median(secs["sde"]))}
+        for name in ("fkc", "fkc_control"):
+            paired = np.array(secs[name]) / np.array(secs["sde"])
+            row[name] = {"time_ratio_median_paired": float(np.median(paired)),
+                         "time_ratio_quartiles": [float(np.quantile(paired, q))
+                                                  for q in (0.25, 0.75)],
+                         "time_ratio_of_medians": float(np.median(secs[name])
+                                                        / np.median(secs["sde"]))}
+        rows.append(row)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="N in {1000} and fewer steps")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--time-only", type=int, default=None, metavar="ROUNDS",
+                        help="only the time ratios, over this many interleaved rounds")
     args = parser.parse_args(argv)
     sizes = (1000,) if args.small else (1000, 10000)
     steps = args.steps or (100 if args.small else 500)
@@ -148,6 +182,12 @@ def main(argv=None):
     mix = make_problem()
     score = GaussianMixtureScore(mix, sde)
     target = anneal(score, BETA)
+    if args.time_only:
+        out = {"benchmark": "diffusion_fkc --time-only", "machine": machine(),
+               "goal": "time_ratio <= 1.3 at the same N and steps",
+               "results": time_only(target, sde, sizes, steps, args.time_only)}
+        print(json.dumps(out, indent=2))
+        return out
     ref_big = exact_target(mix, sde, BETA, 1_000_000, seed=1)
     exact_mass = mode_masses(ref_big, np.ones(len(ref_big)) / len(ref_big), mix.means)
     ref_mmd = jnp.asarray(ref_big[:5000], jnp.float32)
