@@ -241,6 +241,18 @@ def test_control_drift_gives_constant_weights_on_gaussian_data():
     assert np.ptp(np.asarray(plain.log_weights)) > 0.1  # without the control they spread
 
 
+def test_control_leaves_experts_with_beta_at_most_one_alone():
+    """theta_i = 0 for beta_i <= 1: flattening q^0.5 and the product q1 q2 run the plain FKC
+    SDE and weights (no resampling, same key: equal up to float32 rounding)."""
+    flat = anneal(_GAUSS_SCORE, 0.5)
+    prob = PROBLEMS["product2d"]()
+    for target, sde in ((flat, SDE), (prob.target, prob.sde)):
+        a = fkc_sample(jax.random.key(4), target, sde, 500, 50, ess_threshold=0.0)
+        b = fkc_sample(jax.random.key(4), target, sde, 500, 50, ess_threshold=0.0, control=True)
+        np.testing.assert_allclose(b.samples, a.samples, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(b.log_weights, a.log_weights, rtol=1e-3, atol=1e-3)
+
+
 def test_bad_input_raises_clear_errors():
     score = GaussianMixtureScore(tb.DATA_1D, SDE)
     target = anneal(score, 2.0)
