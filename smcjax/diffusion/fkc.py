@@ -42,9 +42,9 @@ weighted, and the Euler weights lose most of their Jensen bias in ``log Z``. Exp
 ``beta_i <= 1`` (products, the unconditional score of CFG) are left alone; measured on the
 exact CFG problem (w = 2) the control passes but gives no gain there. The cost is the
 divergence of each score with ``beta_i > 1`` (the others are not differentiated). With the
-control the weights rarely degenerate:
-resampling by ESS (``ess_threshold=0.5``) beats resampling at every step, which only adds
-noise (40-mode benchmark, N = 10^3: W2 7.7 against 10.0).
+control the weights rarely degenerate: resampling by ESS (``ess_threshold=0.5``) beats
+resampling at every step, which only adds noise (40-mode benchmark, N = 10^3: W2 7.7 against
+10.0).
 
 Discretisation (one SMC step per grid interval ``t_{k-1} > t_k``, ``h = t_{k-1} - t_k``):
 Euler-Maruyama for ``x`` and Euler for the weight at the pre-step state, except the
@@ -305,8 +305,9 @@ def fkc_sample(key, target: Target, sde, num_particles: int, num_steps: int, *,
         in the weights with ``div b + <b, S>`` (module docstring). Same targets, same
         estimator of ``log Z``; for annealing the weights lose their ``|s|^2`` term, which
         lowers their variance and the Euler bias of ``log Z`` (on Gaussian data they are
-        constant). Needs the divergence of each score: ``score.score_and_divergence`` if
-        present, else ``x.size`` forward-mode Jacobian-vector products per step.
+        constant). Needs the divergence of each score with ``beta_i > 1``:
+        ``score.score_and_divergence`` if present, else ``x.size`` forward-mode
+        Jacobian-vector products per step. Use it with ``ess_threshold=0.5``.
 
     Returns:
       A :class:`DiffusionResult`; ``log_evidence`` estimates
