@@ -204,6 +204,17 @@ def test_control_drift_matches_exact_target(name):
     assert check.ok, f"FKC with control on {name}:\n{check}"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONTROL_PROBLEMS)
+def test_control_drift_matches_exact_target_heavy(name):
+    """The acceptance size, N = 10^4 (R = 16, K = 400), with the K = 400 log Z slack."""
+    problem = PROBLEMS[name]()
+    runs = _runs(fkc_sample, problem, 10_000, K_CONTROL, R_CHEAP, seed=900, control=True,
+                 ess_threshold=0.5)
+    check = _check(runs, problem, log_z_slack=LOG_Z_BIAS_CONTROL_K400[name])
+    assert check.ok, f"FKC with control on {name} at N = 10^4:\n{check}"
+
+
 @pytest.mark.parametrize("name", ["anneal1d_b3", "anneal2d_b3"])
 def test_control_drift_removes_most_of_the_log_evidence_bias(name):
     """Annealing at K = 100: the Euler weights of FKC overestimate log Z by the stated
