@@ -111,7 +111,7 @@ def timed_round_robin(fns, repeats):
     (so that load from other jobs on a shared machine hits all of them alike).
 
     Returns:
-      ``(outputs, seconds)``: per function the list of outputs and the median wall time.
+      ``(outputs, seconds)``: per function the list of outputs and the list of wall times.
     """
     for fn in fns.values():
         jax.block_until_ready(fn(jax.random.key(123)))  # compile
@@ -122,7 +122,7 @@ def timed_round_robin(fns, repeats):
             t = time.perf_counter()
             outs[name].append(jax.block_until_ready(fn(jax.random.key(r))))
             times[name].append(time.perf_counter() - t)
-    return outs, {name: float(np.median(v)) for name, v in times.items()}
+    return outs, times
 
 
 def metrics(res, ref_a, ref_mmd, exact_mass, means, m):
@@ -145,15 +145,7 @@ def time_only(target, sde, sizes, steps, rounds):
                                       ess_threshold=0.5)}
     rows = []
     for n in sizes:
-        fns = {name: make(n) for name, make in runners.items()}
-        for fn in fns.values():
-            jax.block_until_ready(fn(jax.random.key(123)))  # compile
-        secs = {name: [] for name in fns}
-        for r in range(rounds):
-            for name, fn in fns.items():
-                t = time.perf_counter()
-                jax.block_until_ready(fn(jax.random.key(r)))
-                secs[name].append(time.perf_counter() - t)
+        _, secs = timed_round_robin({name: make(n) for name, make in runners.items()}, rounds)
         row = {"N": n, "steps": steps, "rounds": rounds,
                "sde_median_seconds": float(np.median(secs["sde"]))}
         for name in ("fkc", "fkc_control"):
@@ -211,8 +203,9 @@ def main(argv=None):
         row = {"N": n, "steps": steps, "score_evals_per_method": n * steps,
                "fkc_control_k100_evals": {"scores": n * 100, "divergences": n * 100},
                "w2_floor": w2_exact(ref_a, ref_b)}
-        outs, secs = timed_round_robin({name: make(n) for name, make in runners.items()},
-                                       args.repeats)
+        outs, times = timed_round_robin({name: make(n) for name, make in runners.items()},
+                                        args.repeats)
+        secs = {name: float(np.median(v)) for name, v in times.items()}
         for name, results_r in outs.items():
             per_seed = [metrics(res, ref_a, ref_mmd, exact_mass, mix.means, m)
                         for res in results_r]

@@ -196,23 +196,24 @@ LOG_Z_BIAS_CONTROL_K400 = {"anneal1d_b2": 0.02, "anneal1d_b3": 0.035, "anneal2d_
                            "anneal2d_b3": 0.06, "cfg2d_w2": 0.1}
 
 
+def _control_check(name, num_particles, seed=0, **kw):
+    problem = PROBLEMS[name]()
+    runs = _runs(fkc_sample, problem, num_particles, K_CONTROL, R_CHEAP, seed=seed,
+                 control=True, **kw)
+    check = _check(runs, problem, log_z_slack=LOG_Z_BIAS_CONTROL_K400[name])
+    assert check.ok, f"FKC with control on {name} at N = {num_particles}:\n{check}"
+
+
 @pytest.mark.parametrize("name", CONTROL_PROBLEMS)
 def test_control_drift_matches_exact_target(name):
-    problem = PROBLEMS[name]()
-    runs = _runs(fkc_sample, problem, N_CHEAP, K_CONTROL, R_CHEAP, control=True)
-    check = _check(runs, problem, log_z_slack=LOG_Z_BIAS_CONTROL_K400[name])
-    assert check.ok, f"FKC with control on {name}:\n{check}"
+    _control_check(name, N_CHEAP)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONTROL_PROBLEMS)
 def test_control_drift_matches_exact_target_heavy(name):
     """The acceptance size, N = 10^4 (R = 16, K = 400), with the K = 400 log Z slack."""
-    problem = PROBLEMS[name]()
-    runs = _runs(fkc_sample, problem, 10_000, K_CONTROL, R_CHEAP, seed=900, control=True,
-                 ess_threshold=0.5)
-    check = _check(runs, problem, log_z_slack=LOG_Z_BIAS_CONTROL_K400[name])
-    assert check.ok, f"FKC with control on {name} at N = 10^4:\n{check}"
+    _control_check(name, 10_000, seed=900, ess_threshold=0.5)
 
 
 @pytest.mark.parametrize("name", ["anneal1d_b3", "anneal2d_b3"])
