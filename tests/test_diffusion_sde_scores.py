@@ -67,16 +67,24 @@ def test_bad_schedules_and_times():
         VP().check_times([0.5])
 
 
+# isotropic components with different variances (the coordinate-wise path), in 3-d
+MIX_ISO3 = gmm.make([0.2, 0.5, 0.3], [[-1.0, 0.5, 0.0], [1.5, -0.5, 1.0], [0.0, 2.0, -1.0]],
+                    [0.3 * np.eye(3), 0.8 * np.eye(3), 0.5 * np.eye(3)])
+
+
+@pytest.mark.parametrize("mix", [MIX2, MIX_ISO3], ids=["full", "isotropic"])
 @pytest.mark.parametrize("sde", SCHEDULES, ids=lambda s: type(s).__name__)
-def test_mixture_score_is_the_gradient_of_the_exact_noised_density(sde):
-    score = GaussianMixtureScore(MIX2, sde)
+def test_mixture_score_is_the_gradient_of_the_exact_noised_density(sde, mix):
+    score = GaussianMixtureScore(mix, sde)
+    assert score._iso_coords == (mix is MIX_ISO3)
+    d = score.shape[0]
     rng = np.random.default_rng(0)
     log_prob = jax.jit(jax.vmap(score.log_prob, in_axes=(0, None)))
     grad = jax.jit(jax.vmap(jax.grad(score.log_prob), in_axes=(0, None)))
     vscore = jax.jit(jax.vmap(score, in_axes=(0, None)))
     for t in _times(sde, 3):
-        qt = gmm.noised(MIX2, float(sde.alpha(t)), float(sde.sigma(t)))
-        x = rng.normal(size=(16, 2)) * float(sde.sigma(t) + 1)
+        qt = gmm.noised(mix, float(sde.alpha(t)), float(sde.sigma(t)))
+        x = rng.normal(size=(16, d)) * float(sde.sigma(t) + 1)
         x32 = jnp.asarray(x, jnp.float32)
         np.testing.assert_allclose(log_prob(x32, t), gmm.log_prob(qt, x), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(vscore(x32, t), grad(x32, t), rtol=1e-3, atol=1e-5)
@@ -89,7 +97,7 @@ def test_mixture_divergence_matches_the_autodiff_trace(sde):
     the Laplacian of ``log q_t`` (second differences of the exact log density)."""
     iso = GaussianMixtureScore(gmm.make([0.4, 0.6], [[-1.0, 0.5], [1.5, -0.5]], 0.3), sde)
     full = GaussianMixtureScore(MIX2, sde)
-    assert iso._isotropic and not full._isotropic
+    assert iso._iso_coords and not full._iso_coords
     rng = np.random.default_rng(1)
     for score in (iso, full):
         own = jax.jit(jax.vmap(score.score_and_divergence, in_axes=(0, None)))
