@@ -41,7 +41,9 @@ The machine may be shared with other jobs: compare wall-time ratios measured in 
 process, not absolute times. Run ``python benchmarks/diffusion_fkc.py [--small]``; it prints
 JSON. ``--time-only R`` skips the metrics and times the SDE, FKC and FKC with the control
 (K steps, N in {10^3, 10^4}) over R interleaved rounds: on a 2-core VM single timings of these
-1-second runs vary by +-30 %, so the time ratio needs more rounds than the metrics do.
+1-second runs vary by +-30 %, so the time ratio needs more rounds than the metrics do. It
+reports the median of the paired per-round ratios with quartiles, the ratio of the medians and
+the ratio of the fastest runs.
 """
 
 from __future__ import annotations
