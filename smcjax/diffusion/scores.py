@@ -128,7 +128,7 @@ def score_and_divergence(score: Callable, x, t):
     """``(s(x, t), div s(x, t))`` for one particle, where ``div s = sum_j ds_j / dx_j``.
 
     Uses ``score.score_and_divergence`` when the model has it (the exact mixture score does, at
-    1.1-1.3x the cost of the score). Otherwise the Jacobian is built by forward-mode autodiff:
+    about 1.1x the cost of the score for isotropic components). Otherwise the Jacobian is built by forward-mode autodiff:
     ``D`` Jacobian-vector products for ``D = x.size``, so this fallback is for small ``D``.
     """
     own = getattr(score, "score_and_divergence", None)

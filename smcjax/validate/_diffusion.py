@@ -12,8 +12,9 @@ weights bias the evidence estimate at O(h) (about 0.7-4.5 nats for FKC at K = 10
 ``tests/test_diffusion_fkc.py``), while the moments' bias at K = 100 is below the Monte Carlo
 error at the runner's sizes.
 
-Samplers: ``"fkc"`` (:func:`smcjax.diffusion.fkc_sample`, resampling every step) on the
-reshaped targets, ``"twisted"`` (:func:`smcjax.diffusion.twisted_sample`) on the posteriors.
+Samplers: ``"fkc"`` (:func:`smcjax.diffusion.fkc_sample`, resampling every step) and
+``"fkc_control"`` (the same with the control drift, ``control=True``, and ESS-triggered
+resampling at ``ESS < N/2``) on the reshaped targets, ``"twisted"`` (:func:`smcjax.diffusion.twisted_sample`) on the posteriors.
 """
 
 from __future__ import annotations
@@ -116,6 +117,13 @@ def run_fkc(key, inst: Instance, n: int):
     return r.samples, r.log_weights, r.log_evidence, ~jnp.any(r.collapsed)
 
 
+def run_fkc_control(key, inst: Instance, n: int):
+    task = inst.model
+    r = fkc_sample(key, task.target, task.sde, n, task.num_steps, control=True,
+                   ess_threshold=0.5)
+    return r.samples, r.log_weights, r.log_evidence, ~jnp.any(r.collapsed)
+
+
 def run_twisted(key, inst: Instance, n: int):
     task = inst.model
     r = twisted_sample(key, task.target, task.sde, task.log_likelihood, n, task.num_steps)
@@ -125,6 +133,9 @@ def run_twisted(key, inst: Instance, n: int):
 SAMPLER_RUNS = {
     "fkc": (run_fkc, "Feynman-Kac correctors (Skreta et al. 2025), 100 reverse steps",
             lambda inst: inst.model.log_likelihood is None),
+    "fkc_control": (run_fkc_control, "FKC with the control drift (control=True; the same "
+                    "target, exact for experts with beta <= 1 too), ESS-triggered resampling, "
+                    "100 reverse steps", lambda inst: inst.model.log_likelihood is None),
     "twisted": (run_twisted, "twisted diffusion sampler (Wu et al. 2023), 100 reverse steps",
                 lambda inst: inst.model.log_likelihood is not None),
 }

@@ -5,7 +5,7 @@ A :class:`Sampler` is a name, the problem kinds it applies to, and
 (unless ``jit=False``) so that the seeds reuse one compilation. :data:`SAMPLERS` holds the
 built-in ones: the three particle filters, adaptive tempered SMC with each MCMC move,
 waste-free SMC and data tempering, and (where :mod:`smcjax.diffusion` imports) the diffusion
-samplers ``"fkc"`` and ``"twisted"``.
+samplers ``"fkc"``, ``"fkc_control"`` and ``"twisted"``.
 """
 
 from __future__ import annotations
