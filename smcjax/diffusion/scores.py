@@ -127,9 +127,10 @@ def from_flax(module, params, *, kind: str = "score", sde=None, args: tuple = ()
 def score_and_divergence(score: Callable, x, t):
     """``(s(x, t), div s(x, t))`` for one particle, where ``div s = sum_j ds_j / dx_j``.
 
-    Uses ``score.score_and_divergence`` when the model has it (the exact mixture score does, at
-    about 1.1x the cost of the score for isotropic components). Otherwise the Jacobian is built by forward-mode autodiff:
-    ``D`` Jacobian-vector products for ``D = x.size``, so this fallback is for small ``D``.
+    Uses ``score.score_and_divergence`` when the model has it (the exact mixture score does;
+    for isotropic components at about 1.1x the cost of the score). Otherwise the Jacobian is
+    built by forward-mode autodiff: ``D`` Jacobian-vector products for ``D = x.size``, so this
+    fallback is for small ``D``.
     """
     own = getattr(score, "score_and_divergence", None)
     if own is not None:
@@ -208,10 +209,10 @@ class GaussianMixtureScore:
         """Isotropic path: ``(u, var, quad, log_joint)`` with ``u[j] = x_j - alpha mu_{k,j}``
         (a list of ``[K]`` arrays, one per coordinate) and ``var = alpha^2 l_k + sigma^2``."""
         a, s = self.sde.alpha(t), self.sde.sigma(t)
-        var = a * a * self._lam[:, 0] + s * s
-        u = [x[j] - a * self._means[:, j] for j in range(self.shape[0])]
-        quad = sum(v * v for v in u) / var
         d = self.shape[0]
+        var = a * a * self._lam[:, 0] + s * s
+        u = [x[j] - a * self._means[:, j] for j in range(d)]
+        quad = sum(v * v for v in u) / var
         log_joint = (self._log_w - 0.5 * quad - 0.5 * d * jnp.log(var)
                      - 0.5 * d * jnp.log(2.0 * jnp.pi))
         return u, var, quad, log_joint

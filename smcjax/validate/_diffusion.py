@@ -13,8 +13,9 @@ weights bias the evidence estimate at O(h) (about 0.7-4.5 nats for FKC at K = 10
 error at the runner's sizes.
 
 Samplers: ``"fkc"`` (:func:`smcjax.diffusion.fkc_sample`, resampling every step) and
-``"fkc_control"`` (the same with the control drift, ``control=True``, and ESS-triggered
-resampling at ``ESS < N/2``) on the reshaped targets, ``"twisted"`` (:func:`smcjax.diffusion.twisted_sample`) on the posteriors.
+``"fkc_control"`` (the same with the control drift, ``control=True``, resampling when
+``ESS < N/2``) on the reshaped targets; ``"twisted"`` (:func:`smcjax.diffusion.twisted_sample`)
+on the posteriors.
 """
 
 from __future__ import annotations
@@ -111,16 +112,9 @@ PROBLEMS = (
 )
 
 
-def run_fkc(key, inst: Instance, n: int):
+def run_fkc(key, inst: Instance, n: int, **options):
     task = inst.model
-    r = fkc_sample(key, task.target, task.sde, n, task.num_steps)
-    return r.samples, r.log_weights, r.log_evidence, ~jnp.any(r.collapsed)
-
-
-def run_fkc_control(key, inst: Instance, n: int):
-    task = inst.model
-    r = fkc_sample(key, task.target, task.sde, n, task.num_steps, control=True,
-                   ess_threshold=0.5)
+    r = fkc_sample(key, task.target, task.sde, n, task.num_steps, **options)
     return r.samples, r.log_weights, r.log_evidence, ~jnp.any(r.collapsed)
 
 
@@ -133,9 +127,10 @@ def run_twisted(key, inst: Instance, n: int):
 SAMPLER_RUNS = {
     "fkc": (run_fkc, "Feynman-Kac correctors (Skreta et al. 2025), 100 reverse steps",
             lambda inst: inst.model.log_likelihood is None),
-    "fkc_control": (run_fkc_control, "FKC with the control drift (control=True; the same "
-                    "target, exact for experts with beta <= 1 too), ESS-triggered resampling, "
-                    "100 reverse steps", lambda inst: inst.model.log_likelihood is None),
+    "fkc_control": (functools.partial(run_fkc, control=True, ess_threshold=0.5),
+                    "FKC with the control drift (control=True; plain FKC on experts with "
+                    "beta <= 1), resampling when ESS < N/2, 100 reverse steps",
+                    lambda inst: inst.model.log_likelihood is None),
     "twisted": (run_twisted, "twisted diffusion sampler (Wu et al. 2023), 100 reverse steps",
                 lambda inst: inst.model.log_likelihood is not None),
 }
