@@ -139,12 +139,17 @@ def metrics(res, ref_a, ref_mmd, exact_mass, means, m):
     }
 
 
+def _timed_runners(target, sde, steps):
+    """The three samplers of the time goal: the SDE, FKC and FKC with the control."""
+    return {"sde": _runner(sde_sample, target, sde, steps),
+            "fkc": _runner(fkc_sample, target, sde, steps),
+            "fkc_control": _runner(fkc_sample, target, sde, steps, control=True,
+                                   ess_threshold=0.5)}
+
+
 def time_only(target, sde, sizes, steps, rounds):
     """Median wall-time ratios to the SDE over ``rounds`` interleaved runs (paired per round)."""
-    runners = {"sde": _runner(sde_sample, target, sde, steps),
-               "fkc": _runner(fkc_sample, target, sde, steps),
-               "fkc_control": _runner(fkc_sample, target, sde, steps, control=True,
-                                      ess_threshold=0.5)}
+    runners = _timed_runners(target, sde, steps)
     rows = []
     for n in sizes:
         _, secs = timed_round_robin({name: make(n) for name, make in runners.items()}, rounds)
@@ -190,13 +195,10 @@ def main(argv=None):
     ref_mmd = jnp.asarray(ref_big[:5000], jnp.float32)
 
     runners = {
-        "fkc": _runner(fkc_sample, target, sde, steps),
-        "fkc_control": _runner(fkc_sample, target, sde, steps, control=True,
-                               ess_threshold=0.5),
+        **_timed_runners(target, sde, steps),
         "fkc_control_k100": _runner(fkc_sample, target, sde, 100, control=True,
                                     ess_threshold=0.5),
         "fkc_noresample": _runner(fkc_sample, target, sde, steps, ess_threshold=0.0),
-        "sde": _runner(sde_sample, target, sde, steps),
     }
     for eta in ETAS:
         runners[f"fkc_eta{eta:g}"] = _runner(fkc_sample, target, sde, steps, eta=eta)

@@ -106,7 +106,8 @@ def test_mixture_divergence_matches_the_autodiff_trace(sde):
         for t in _times(sde, 3):
             x = jnp.asarray(rng.normal(size=(8, 2)) * float(sde.sigma(t) + 1), jnp.float32)
             (s1, d1), (s2, d2) = own(x, t), auto(x, t)
-            np.testing.assert_allclose(s1, _score_vmap(score, x, t), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(s1, jax.vmap(score, in_axes=(0, None))(x, t), rtol=1e-5,
+                                       atol=1e-6)
             np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(d1, d2, rtol=1e-3, atol=1e-5)
     # against the density itself, in float64 NumPy: Lap log q by central second differences
@@ -117,10 +118,6 @@ def test_mixture_divergence_matches_the_autodiff_trace(sde):
                - 2 * gmm.log_prob(qt, x0[None])[0]) / h**2 for e in np.eye(2))
     d = float(full.score_and_divergence(jnp.asarray(x0, jnp.float32), t)[1])
     assert abs(d - lap) < 1e-3 * max(1.0, abs(lap)), (d, lap)
-
-
-def _score_vmap(score, x, t):
-    return jax.vmap(score, in_axes=(0, None))(x, t)
 
 
 def test_divergence_fallback_handles_shaped_particles():

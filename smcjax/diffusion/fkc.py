@@ -144,14 +144,13 @@ def fkc_model(target: Target, sde, shape, *, weighted: bool = True,
                      for score, beta in zip(target.scores, target.betas, strict=True)]
             s = jnp.stack([a for a, _ in pairs])
             div = jnp.stack([b for _, b in pairs])
+            theta = -0.5 * g2 * jnp.maximum(betas - 1.0, 0.0)  # b = sum_i theta_i s_i
         else:
             s = jnp.stack([score(x, t0) for score in target.scores])
         big_s = jnp.tensordot(betas, s, axes=(0, 0))
-        if control:  # b = sum_i theta_i s_i, theta_i = -(beta_i - 1)^+ g^2 / 2
-            theta = -0.5 * g2 * jnp.maximum(betas - 1.0, 0.0)
-            push = jnp.tensordot(c * g2 * betas + theta, s, axes=(0, 0))  # (1+eta)/2 g^2 S + b
-        else:
-            push = c * g2 * big_s
+        # (1 + eta)/2 g^2 S, plus b with the control
+        push = (jnp.tensordot(c * g2 * betas + theta, s, axes=(0, 0)) if control
+                else c * g2 * big_s)
         mean = x + h * (push - sde.drift(x, t0))
         var = eta * g2 * h
         xi = jax.random.normal(key, x.shape, x.dtype)
