@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from smcjax import weights as _w
-from smcjax.random import as_particle_key
+from smcjax.random import as_particle_key, particle_keys
 from smcjax.resampling import check_ess_threshold, get_scheme, resample_and_take
 
 __all__ = [
@@ -132,7 +132,7 @@ def check_num_particles(num_particles) -> int:
 
 
 def _vmap_keys(key, n):
-    return jax.random.split(as_particle_key(key), n)
+    return particle_keys(key, n)
 
 
 def reweight_stage(state: SMCState, log_increments, log_offset=0.0):

@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 from smcjax.models import linear_gaussian as lg
 
 import smcjax
 from smcjax import weights as W
 from smcjax.engine import FeynmanKac, init, step
-from smcjax.random import IMPL, as_particle_key, threefry2x32
+from smcjax.random import IMPL, as_particle_key, particle_keys, threefry2x32, uniform_scalar
 
 # ---------------------------------------------------------------- weights
 
@@ -84,6 +85,50 @@ def test_particle_keys_deterministic_and_well_distributed():
     assert u.min() >= 0 and u.max() < 1 and len(np.unique(u, axis=0)) == len(u)
     # legacy uint32 keys are accepted too
     assert jax.random.key_impl(as_particle_key(jax.random.PRNGKey(0))) == IMPL
+
+
+
+def test_particle_keys_are_independent_streams():
+    """The engine's per-particle keys (k0, k1 XOR i): standard normal draws that are
+    uncorrelated between neighbouring particles and between two steps' keys, and keys that
+    split into distinct children inside a model."""
+    n = 200_000
+    draw = jax.jit(lambda k: jax.vmap(lambda kk: jax.random.normal(kk))(particle_keys(k, n)))
+    z = np.asarray(draw(jax.random.key(5)), np.float64)
+    z2 = np.asarray(draw(jax.random.key(6)), np.float64)
+    tol = 4 / np.sqrt(n)
+    assert abs(z.mean()) < tol
+    assert abs(z.var() - 1) < 4 * np.sqrt(2 / n)
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < tol
+    assert abs(np.corrcoef(z[::2], z[1::2])[0, 1]) < 4 / np.sqrt(n / 2)
+    assert abs(np.corrcoef(z, z2)[0, 1]) < tol
+    # Kolmogorov-Smirnov against N(0, 1): a broken stream (repeats, wrong scale) fails
+    assert stats.kstest(z, "norm").pvalue > 1e-4
+    keys = particle_keys(jax.random.key(5), 1000)
+    data = np.asarray(jax.random.key_data(keys))
+    assert len(np.unique(data, axis=0)) == 1000
+    children = np.asarray(jax.random.key_data(jax.vmap(lambda k: jax.random.split(k, 2))(keys)))
+    assert len(np.unique(children.reshape(-1, 2), axis=0)) == 2000
+    # deterministic, and the same for any key that converts to the same particle key
+    same = particle_keys(as_particle_key(jax.random.key(5)), 1000)
+    np.testing.assert_array_equal(jax.random.key_data(same), data)
+
+
+def test_uniform_scalar_matches_jax_bit_for_bit():
+    typed = jax.random.split(jax.random.key(9), 2000)
+    raw = jax.random.key_data(typed)  # the same keys as legacy uint32[2] keys
+    for keys, wrap in ((typed, lambda k: k), (raw, lambda k: k)):
+        ours = jax.jit(jax.vmap(lambda k, w=wrap: uniform_scalar(w(k))))(keys)
+        ref = jax.jit(jax.vmap(lambda k, w=wrap: jax.random.uniform(w(k), ())))(keys)
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+    # eager, outside jit and vmap
+    for k in (jax.random.key(3), jax.random.PRNGKey(3)):
+        assert uniform_scalar(k) == jax.random.uniform(k, ())
+    # other implementations and dtypes fall back to jax.random.uniform
+    pk = as_particle_key(jax.random.key(1))
+    assert uniform_scalar(pk) == jax.random.uniform(pk, ())
+    assert uniform_scalar(jax.random.key(1), jnp.bfloat16) == \
+        jax.random.uniform(jax.random.key(1), (), jnp.bfloat16)
 
 
 # ---------------------------------------------------------------- engine

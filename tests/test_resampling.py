@@ -140,6 +140,23 @@ def test_blocked_cumsum_is_monotone_and_cummax_exact():
         assert np.array_equal(np.asarray(rs._cummax(jnp.asarray(xi))), np.maximum.accumulate(xi))
 
 
+
+@pytest.mark.parametrize("n", [1, 40, 64, 65, 100, 997, 1000, 1024, 2500, 10_000])
+def test_blocked_cumsum_matches_float64(n):
+    """Block lengths that divide N (no padding) and padded ones (65 = 5 * 13 and the prime
+    997 have no divisor in [16, 64]) agree with a float64 cumulative sum, and exact integer
+    sums stay exact."""
+    size = rs._block_size(n)
+    assert size <= 64 and (n % size != 0) == (n in (65, 997))
+    rng = np.random.default_rng(n)
+    x = rng.random(n).astype(np.float32)
+    c = np.asarray(jax.jit(rs._cumsum)(jnp.asarray(x)))
+    np.testing.assert_allclose(c, np.cumsum(x.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    xi = rng.integers(0, 5, n).astype(np.float32)
+    ci = np.asarray(jax.jit(partial(rs._cumsum, monotone=False))(jnp.asarray(xi)))
+    np.testing.assert_array_equal(ci, np.cumsum(xi))
+
+
 def test_underflowing_weights_never_picked():
     # weights that are positive in log space but underflow to 0 in float32
     n = 1000  # the shape of test_jit_parity_and_determinism, so compilations are shared
