@@ -3,43 +3,46 @@
 Setup (issue 2): 1-d linear-Gaussian model x_t = 0.9 x_{t-1} + N(0, 0.5²), y_t = x_t + N(0, 0.5²),
 x_0 ~ N(0, 1); T = 100 steps; systematic resampling at every step; N in {1e3, 1e4, 1e5, 1e6}.
 smcjax and the hand-written loop run in float32 on JAX's CPU backend; `particles` (0.3, NumPy)
-runs in float64, its native precision. Each figure is the best of ``--repeats`` timed runs
-(four times as many for N <= 1e4, where a run takes milliseconds) after one warm-up run
-(compilation excluded for JAX; reported separately).
+runs in float64, its native precision. Each figure is the best of ``--repeats`` timed rounds
+(ten times as many for N <= 1e4, where a run takes milliseconds; at most 3 for `particles` at
+1e6) after one warm-up run (compilation excluded for JAX; reported separately). The rounds
+are interleaved: each times every implementation once, so that a slow spell of a shared
+machine does not fall on one implementation only; the median over rounds of the paired
+ratio `particles / smcjax` is reported beside the ratio of the best times.
 
 The hand-written loop is what a user would write without a library: one ``lax.scan``,
 ``jax.random.normal(key, (N,))`` for the moves, and systematic resampling with
 ``jnp.searchsorted`` on the cumulative weights.
 
-Run: ``python benchmarks/particle_filter.py [--quick] [--repeats 5]``. Prints JSON.
+``--single-core`` pins the process to one CPU before JAX starts. XLA sizes its thread pool to
+the CPUs a process may use, so both libraries then run on one core (`particles` uses one
+anyway). On a small shared VM XLA's hand-offs between its two threads for the ~50 small
+kernels of a step at N = 10^3 cost more than they gain; at N = 10^6 the second core helps.
+
+Run: ``python benchmarks/particle_filter.py [--quick] [--repeats 5] [--single-core]``. Prints
+JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from _machine import machine  # benchmarks/_machine.py (the script directory is on sys.path)
-from smcjax.models import linear_gaussian as lg
+if "--single-core" in sys.argv[1:]:  # before JAX creates its CPU client and thread pool
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-import smcjax
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from _machine import machine  # noqa: E402  (benchmarks/_machine.py; the script directory is on sys.path)
+from smcjax.models import linear_gaussian as lg  # noqa: E402
+
+import smcjax  # noqa: E402
 
 RHO, SX, SY, T = 0.9, 0.5, 0.5, 100
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up (and compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _normal_logpdf(x, mean, sd):
@@ -124,10 +127,16 @@ def particles_runner(ys, n):
     return go
 
 
+RUNNERS = (("smcjax", smcjax_runner), ("handwritten_jax", handwritten_runner),
+           ("particles", particles_runner))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N in {1e3, 1e4} only, 2 repeats")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--single-core", action="store_true",
+                        help="pin the process to one CPU (set before JAX starts; see above)")
     args = parser.parse_args(argv)
     sizes = [10**3, 10**4] if args.quick else [10**3, 10**4, 10**5, 10**6]
     repeats = 2 if args.quick else args.repeats
@@ -138,25 +147,32 @@ def main(argv=None):
     exact = lg.kalman_filter(p, ys[:, None]).log_likelihood
     rows = []
     for n in sizes:
-        row = {"N": n}
-        for name, make in (("smcjax", smcjax_runner), ("handwritten_jax", handwritten_runner),
-                           ("particles", particles_runner)):
+        row, runners = {"N": n}, {}
+        for name, make in RUNNERS:
             go = make(ys, n)
             start = time.perf_counter()
             log_z = go()
-            first = time.perf_counter() - start
-            # Small runs take milliseconds and vary most from run to run: every
-            # implementation gets four times the repeats there.
-            reps = repeats * 4 if n <= 10**4 else repeats
-            if name == "particles" and n >= 10**6:
-                reps = min(repeats, 3)
-            best = best_of(go, reps)
-            row[name] = {
-                "ns_per_particle_step": best / (n * T) * 1e9,
-                "seconds_per_run": best,
-                "first_call_seconds": first,
-                "log_evidence_error": log_z - exact,
-            }
+            row[name] = {"first_call_seconds": time.perf_counter() - start,
+                         "log_evidence_error": log_z - exact}
+            go()  # warm-up
+            runners[name] = go
+        # Interleaved rounds: each round times every implementation once, so a slow spell of
+        # the machine hits all of them alike. Small runs take milliseconds and vary most from
+        # run to run: they get ten times the rounds.
+        rounds = repeats * 10 if n <= 10**4 else repeats
+        times = {name: [] for name in runners}
+        for r in range(rounds):
+            for name, go in runners.items():
+                if name == "particles" and n >= 10**6 and r >= 3:
+                    continue  # about 10 s a run
+                start = time.perf_counter()
+                go()
+                times[name].append(time.perf_counter() - start)
+        for name, ts in times.items():
+            row[name].update(ns_per_particle_step=min(ts) / (n * T) * 1e9,
+                             seconds_per_run=min(ts), runs=len(ts))
+        paired = [tp / ts for tp, ts in zip(times["particles"], times["smcjax"], strict=False)]
+        row["speedup_vs_particles_paired_median"] = float(np.median(paired))
         s = row["smcjax"]["ns_per_particle_step"]
         row["speedup_vs_particles"] = row["particles"]["ns_per_particle_step"] / s
         row["speedup_vs_handwritten"] = row["handwritten_jax"]["ns_per_particle_step"] / s
@@ -169,6 +185,7 @@ def main(argv=None):
         "benchmark": "bootstrap particle filter, 1-d linear Gaussian, T=100, systematic "
                      "resampling every step",
         "machine": machine(),
+        "cpus_used": len(os.sched_getaffinity(0)),
         "dtype": {"smcjax": "float32", "handwritten_jax": "float32", "particles": "float64"},
         "repeats": repeats,
         "exact_log_evidence": exact,

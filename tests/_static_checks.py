@@ -88,13 +88,26 @@ def summary(result, post_mean, post_var, log_z) -> dict:
     }
 
 
-def assert_exact(result, post_mean, post_var, log_z, *, label=""):
+def familywise_z(num_comparisons: int, alpha: float = 0.01) -> float:
+    """The |z| bound that an exact sampler exceeds with probability ``alpha`` over
+    ``num_comparisons`` scores in all (Bonferroni): ``Phi^-1(1 - alpha / (2 m))``.
+
+    A grid of cases that each use the per-score bound 4 (false-alarm rate 6.3e-5) fails
+    an exact sampler with probability about ``6.3e-5 m``: 3 % for the 496 scores of the
+    waste-free grid, 20 % for the 3600 of the particle-filter grid. Both grids failed once
+    each (|z| 4.28 and |t| 4.38) when session 15 changed every run's random stream, and
+    passed on other seeds."""
+    return float(stats.norm.isf(alpha / (2 * num_comparisons)))
+
+
+def assert_exact(result, post_mean, post_var, log_z, *, label="", num_se=4.0):
     """Assert the moment z-scores (normal scores of the t-scores, see the module docstring)
-    are below 4 and the evidence ratio within 3 SE of 1."""
+    are below ``num_se`` (4, or :func:`familywise_z` for a grid) and the evidence ratio
+    within 3 SE of 1."""
     s = summary(result, post_mean, post_var, log_z)
     print(label, {k: round(v, 4) for k, v in s.items()})
     assert result.status == "ok", result.status
-    assert s["max_abs_z_mean"] < 4.0, (label, s)
-    assert s["max_abs_z_var"] < 4.0, (label, s)
+    assert s["max_abs_z_mean"] < num_se, (label, s)
+    assert s["max_abs_z_var"] < num_se, (label, s)
     assert abs(s["ratio_z"]) < 3.0, (label, s)
     return s

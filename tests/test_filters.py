@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _static_checks import familywise_z
 from smcjax.models import linear_gaussian as lg
 
 import smcjax
@@ -60,9 +61,9 @@ def many_runs(model, ys, num_particles, num_runs, *, method, resampling, ess_thr
     return run(keys)
 
 
-def check_against_kalman(res, kf):
+def check_against_kalman(res, kf, mean_se=4.0):
     ev = evidence_ratio_check(np.asarray(res.log_evidence), kf.log_likelihood, num_se=3.0)
-    means = mean_check_across_runs(np.asarray(res.filtering_mean), kf.means, num_se=4.0)
+    means = mean_check_across_runs(np.asarray(res.filtering_mean), kf.means, num_se=mean_se)
     return ev, means
 
 
@@ -92,16 +93,23 @@ def test_filter_matches_kalman(method, dim, resampling, ess_threshold):
         np.testing.assert_array_equal(resampled, np.asarray(res.ess)[:, :-1] < ess_threshold * n)
 
 
+GRID_METHODS, GRID_DIMS, GRID_THRESHOLDS = ("bootstrap", "guided", "auxiliary"), (1, 3), (0.5, 1.0)
+# Every filtering-mean coordinate at every step in every case of the grid: a per-value
+# bound of 4 would fail an exact filter in about one grid run in five (see familywise_z).
+GRID_Z = familywise_z(len(SCHEMES) * len(GRID_METHODS) * len(GRID_THRESHOLDS)
+                      * sum(NUM_STEPS * d for d in GRID_DIMS))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("resampling", sorted(SCHEMES))
-@pytest.mark.parametrize("method", ["bootstrap", "guided", "auxiliary"])
-@pytest.mark.parametrize("dim", [1, 3])
-@pytest.mark.parametrize("ess_threshold", [0.5, 1.0])
+@pytest.mark.parametrize("method", GRID_METHODS)
+@pytest.mark.parametrize("dim", GRID_DIMS)
+@pytest.mark.parametrize("ess_threshold", GRID_THRESHOLDS)
 def test_filter_matches_kalman_full_grid(method, dim, resampling, ess_threshold):
     p, ys, kf = problem(dim)
     res = many_runs(make_model(p, method), ys, num_particles(method, dim), 400, method=method,
                     resampling=resampling, ess_threshold=ess_threshold, seed=1)
-    ev, means = check_against_kalman(res, kf)
+    ev, means = check_against_kalman(res, kf, mean_se=GRID_Z)
     assert ev.passed, ev.message
     assert means.passed, means.message
 

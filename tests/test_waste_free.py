@@ -7,7 +7,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from _static_checks import assert_exact, run_seeds
+from _static_checks import assert_exact, familywise_z, run_seeds
 from smcjax.models import conjugate_gaussian as cg
 
 import smcjax
@@ -54,10 +54,15 @@ def test_waste_free_conjugate_gaussian_d2(move):
                  label=f"waste-free d2 {move}")
 
 
+GRID_DIMS, GRID_MOVES = (2, 10, 50), ("rwmh", "mala", "hmc", "nuts")
+# a mean and a variance score per coordinate, in every case of the grid
+GRID_Z = familywise_z(len(GRID_MOVES) * sum(2 * d for d in GRID_DIMS))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # RWMH d = 50: ~15 min for 50 seeds on 2 cores
-@pytest.mark.parametrize("dim", [2, 10, 50])
-@pytest.mark.parametrize("move", ["rwmh", "mala", "hmc", "nuts"])
+@pytest.mark.parametrize("dim", GRID_DIMS)
+@pytest.mark.parametrize("move", GRID_MOVES)
 def test_waste_free_grid(dim, move):
     model, ex = cg.make_model(dim)
     n = 1000 if dim < 50 else 2000
@@ -71,4 +76,4 @@ def test_waste_free_grid(dim, move):
         res = run_seeds(lambda k: smcjax.tempered_smc(k, model, n, move=move, waste_free=True,
                                                       num_chains=m), SEEDS, seed=dim)
     assert_exact(res, ex.posterior_mean, ex.posterior_var, ex.log_evidence,
-                 label=f"waste-free grid d{dim} {move} N{n} M{m}")
+                 label=f"waste-free grid d{dim} {move} N{n} M{m}", num_se=GRID_Z)
