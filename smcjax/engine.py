@@ -131,10 +131,6 @@ def check_num_particles(num_particles) -> int:
     return num_particles
 
 
-def _vmap_keys(key, n):
-    return particle_keys(key, n)
-
-
 def reweight_stage(state: SMCState, log_increments, log_offset=0.0):
     """Multiply the weights by ``exp(log_increments)`` and update the evidence.
 
@@ -209,7 +205,7 @@ def resample_stage(key, state: SMCState, log_lookahead=None, *, resampling="syst
 def propagate_stage(key, particles, t, params, transition_sample):
     """Move every particle: ``x^i ~ M_t(x_prev^i)`` with one key per particle (vmapped)."""
     n = jax.tree.leaves(particles)[0].shape[0]
-    keys = _vmap_keys(key, n)
+    keys = particle_keys(key, n)
     return jax.vmap(transition_sample, in_axes=(0, 0, None, None))(keys, particles, t, params)
 
 
@@ -220,7 +216,7 @@ def init(key, fk: FeynmanKac, num_particles: int, params=None):
       ``(state, info)`` for step 0.
     """
     num_particles = check_num_particles(num_particles)
-    keys = _vmap_keys(key, num_particles)
+    keys = particle_keys(key, num_particles)
     particles = jax.vmap(fk.initial_sample)(keys)
     leaves = jax.tree.leaves(particles)
     dtype = jnp.result_type(*[lf.dtype for lf in leaves if jnp.issubdtype(lf.dtype, jnp.floating)]

@@ -117,9 +117,9 @@ def test_particle_keys_are_independent_streams():
 def test_uniform_scalar_matches_jax_bit_for_bit():
     typed = jax.random.split(jax.random.key(9), 2000)
     raw = jax.random.key_data(typed)  # the same keys as legacy uint32[2] keys
-    for keys, wrap in ((typed, lambda k: k), (raw, lambda k: k)):
-        ours = jax.jit(jax.vmap(lambda k, w=wrap: uniform_scalar(w(k))))(keys)
-        ref = jax.jit(jax.vmap(lambda k, w=wrap: jax.random.uniform(w(k), ())))(keys)
+    for keys in (typed, raw):
+        ours = jax.jit(jax.vmap(uniform_scalar))(keys)
+        ref = jax.jit(jax.vmap(lambda k: jax.random.uniform(k, ())))(keys)
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
     # eager, outside jit and vmap
     for k in (jax.random.key(3), jax.random.PRNGKey(3)):
