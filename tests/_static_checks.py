@@ -94,11 +94,7 @@ def familywise_z(num_comparisons: int, alpha: float = 0.01) -> float:
 
     A grid of cases that each use the per-score bound 4 (false-alarm rate 6.3e-5) fails
     an exact sampler with probability about ``6.3e-5 m``: 3 % for the 496 scores of the
-    waste-free grid, 20 % for the 3600 of the particle-filter grid. Both grids failed once
-    each (|z| 4.28 and |t| 4.38) when session 15 changed every run's random stream. The
-    filter case passed on three other seeds (largest |t| 3.29). The waste-free case (MALA,
-    d = 50) also exceeds this bound on its seed, gave 4.12 on the session-14 code and
-    3.76-3.88 on other seeds: it stays a failing test, an open question of a small bias."""
+    waste-free grid, 20 % for the 3600 of the particle-filter grid."""
     return float(stats.norm.isf(alpha / (2 * num_comparisons)))
 
 

@@ -71,6 +71,14 @@ def test_waste_free_grid(dim, move):
         # a random walk needs O(d) steps: chains of 20 gave log Z off by 1 to 28 nats (the
         # sampler warns); chains of 8 d = 400, with 500 of them for the population's diversity
         n, m = 200_000, 500
+    if move == "mala" and dim == 50:
+        # 100 chains of 20 MALA steps (N = 2000) left the final population under-dispersed:
+        # mean variance ratio 0.970 over 50 coordinates and 50 seeds (0.980 for the second
+        # moment about the exact mean, so not only the plug-in estimator's -Var(mean) term),
+        # spread over all seeds. It is a finite-population effect, not a wrong kernel: with
+        # 200 chains (N = 4000) the ratio was 0.998, with 400 chains 1.000; HMC with 100
+        # chains and plain (not waste-free) MALA with N = 2000 gave 0.999 and 1.000.
+        n, m = 4000, 200
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = run_seeds(lambda k: smcjax.tempered_smc(k, model, n, move=move, waste_free=True,
