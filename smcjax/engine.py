@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from smcjax import weights as _w
-from smcjax.random import as_particle_key, particle_keys
+from smcjax.random import as_particle_key, draw_once, particle_keys, split
 from smcjax.resampling import check_ess_threshold, get_scheme, resample_and_take
 
 __all__ = [
@@ -135,8 +135,10 @@ def reweight_stage(state: SMCState, log_increments, log_offset=0.0):
     """Multiply the weights by ``exp(log_increments)`` and update the evidence.
 
     Args:
-      state: current state (its ``log_weights`` are the pre-increment weights ``V``).
-      log_increments: ``float[N]`` log incremental weights ``log g``.
+      state: current state (its ``log_weights`` are the pre-increment weights ``V``: finite or
+        ``-inf``, never NaN, as in every state the engine makes).
+      log_increments: ``float[N]`` log incremental weights ``log g`` (any values: non-finite
+        ones become zero weights and are counted).
       log_offset: extra term added to the evidence increment (the auxiliary-filter constant
         ``log sum_j W_{t-1}^j eta^j``; 0 otherwise).
 
@@ -146,7 +148,7 @@ def reweight_stage(state: SMCState, log_increments, log_offset=0.0):
     log_increments, num_invalid = _w.sanitize(log_increments)
     log_increments = log_increments.astype(state.log_weights.dtype)
     unnorm = state.log_weights + log_increments
-    log_w, log_total, ess = _w.normalize_and_ess(unnorm)
+    log_w, log_total, ess = _w.normalize_and_ess(unnorm, nan_free=True)
     collapsed_now = ~jnp.isfinite(log_total)
     increment = jnp.where(collapsed_now, -jnp.inf, log_total + log_offset)
     new_state = SMCState(
@@ -216,8 +218,8 @@ def init(key, fk: FeynmanKac, num_particles: int, params=None):
       ``(state, info)`` for step 0.
     """
     num_particles = check_num_particles(num_particles)
-    keys = particle_keys(key, num_particles)
-    particles = jax.vmap(fk.initial_sample)(keys)
+    particles = draw_once(lambda k: jax.vmap(fk.initial_sample)(particle_keys(k, num_particles)),
+                          key)
     leaves = jax.tree.leaves(particles)
     dtype = jnp.result_type(*[lf.dtype for lf in leaves if jnp.issubdtype(lf.dtype, jnp.floating)]
                             or [jnp.float32])
@@ -247,7 +249,7 @@ def step(key, state: SMCState, t, fk: FeynmanKac, params=None, *, resampling="sy
     Returns:
       ``(state, StepInfo)``.
     """
-    k_res, k_move = jax.random.split(key)
+    k_res, k_move = split(key)
     return _step(k_res, k_move, state, t, fk, params, resampling, ess_threshold)
 
 
@@ -326,10 +328,10 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     check_ess_threshold(ess_threshold)
     get_scheme(resampling)
-    # Scalar key bookkeeping stays in the caller's PRNG implementation (on CPU, JAX's compact
-    # rolled Threefry); only the per-particle keys use the vectorising implementation, so the
-    # compiled program holds as few unrolled ciphers as possible (they dominate compile time).
-    k_init, k_steps = jax.random.split(key)
+    # Keys stay in the caller's PRNG implementation (split bit for bit as jax.random.split
+    # does, with the cipher unrolled for JAX's Threefry; see smcjax.random.split); only the
+    # per-particle keys use the vectorising implementation.
+    k_init, k_steps = split(key)
     state, info0 = init(k_init, fk, num_particles, params)
     red0 = None if reduce_fn is None else reduce_fn(state.particles, state.log_weights,
                                                    jnp.int32(0))
@@ -349,14 +351,11 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
     # All step keys are drawn before the loop: one RNG call outside instead of two per step
     # inside the compiled body (which compiles faster and runs the same).
     ts = jnp.arange(1, num_steps, dtype=jnp.int32)
-    step_keys = jax.random.split(k_steps, (num_steps - 1, 2))
+    step_keys = split(k_steps, (num_steps - 1, 2))
     # The move keys become per-particle keys here, for all steps at once (the same values as
     # converting inside the step), so the loop body holds no scalar key conversion. The
-    # resampling keys stay in the caller's implementation. Converting them too saved about 3 %
-    # of a step at N = 10^3 (systematic resampling's one uniform is then not a rolled cipher
-    # loop), but it changes every run's random stream, and on the new streams the
-    # twisted-sampler test (12 runs, heavy-tailed weights) failed at a mode mass with z -7.5.
-    # Reverted in session 11 until that test is made robust.
+    # resampling keys stay in the caller's implementation (systematic resampling draws its
+    # one uniform with smcjax.random.uniform_scalar, the caller's bits without a loop).
     move_keys = jax.vmap(as_particle_key)(step_keys[:, 1])
     state, (infos, reduced) = lax.scan(body, state, (ts, step_keys[:, 0], move_keys))
     infos = _stack_first(info0, infos)

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import random as jex_random
 
-__all__ = ["as_particle_key", "particle_keys", "threefry2x32", "uniform_scalar", "IMPL"]
+__all__ = ["as_particle_key", "draw_once", "particle_keys", "split", "threefry2x32",
+           "uniform_scalar", "IMPL"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = 0x1BD11BDA
@@ -134,7 +135,9 @@ def as_particle_key(key):
 
     A typed key of this implementation is returned unchanged. Any other key (typed, or a
     legacy ``uint32[2]`` ``PRNGKey``) is hashed once with its own implementation into two
-    words that seed the new key, so the result depends only on the input key.
+    words that seed the new key (``jax.random.bits(key, (2,), uint32)``), so the result
+    depends only on the input key. For JAX's default Threefry keys those two words are
+    computed with the cipher unrolled (see :func:`split`): the same bits, one fused kernel.
     """
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if jax.random.key_impl(key) == IMPL:
@@ -144,8 +147,54 @@ def as_particle_key(key):
             raise ValueError(f"expected a scalar JAX key, got an array of shape {key.shape}")
     elif jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ():
         raise ValueError(f"expected a single JAX key, got a batch of shape {key.shape}")
-    data = jax.random.bits(key, (2,), jnp.uint32)
+    words = _unrolled_words(key)
+    if words is None:
+        data = jax.random.bits(key, (2,), jnp.uint32)
+    else:  # 32-bit draws are the XOR of the two words of blocks (0, j)
+        a, b = threefry2x32(words[0], words[1], jnp.zeros((2,), jnp.uint32),
+                            jnp.arange(2, dtype=jnp.uint32))
+        data = a ^ b
     return jax.random.wrap_key_data(data, impl=IMPL)
+
+
+def split(key, num=2):
+    """``jax.random.split(key, num)``, bit for bit, without a loop on CPU.
+
+    On CPU JAX runs its Threefry cipher as a rolled loop of five iterations, each a handful of
+    tiny kernels. A compiled SMC run splits its key a few times before the loop (the step
+    keys, the initial particles' keys), which cost about as much as a whole step at
+    N = 10^3. For a Threefry key (typed, or a raw ``uint32[2]`` key of the default
+    implementation) under JAX's default partitionable Threefry, child ``i`` (row-major index
+    over ``num``) is block ``(0, i)`` of the cipher under the parent's key, computed here with
+    :func:`threefry2x32` unrolled, which XLA fuses into one vectorised kernel. Any other key
+    or configuration falls back to ``jax.random.split``; a test checks that both agree.
+
+    Args:
+      key: a single JAX key.
+      num: the number of keys, or a shape tuple (fewer than 2**32 keys in all).
+
+    Returns:
+      Keys of the input's kind (typed or raw) with leading shape ``num``.
+    """
+    shape = (num,) if isinstance(num, int) else tuple(num)
+    words = _unrolled_words(key)
+    size = math.prod(shape)
+    if words is None or size >= 2**32:
+        return jax.random.split(key, shape)
+    a, b = threefry2x32(words[0], words[1], jnp.zeros((size,), jnp.uint32),
+                        jnp.arange(size, dtype=jnp.uint32))
+    data = jnp.stack([a, b], axis=-1).reshape(*shape, 2)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+    return data
+
+
+def _unrolled_words(key):
+    """The key words when :func:`threefry2x32` reproduces JAX's draws for ``key`` (a default
+    Threefry key under the partitionable configuration), else None."""
+    if not jax.config.jax_threefry_partitionable:
+        return None
+    return _default_threefry_words(key)
 
 
 def particle_keys(key, num: int):
@@ -168,6 +217,29 @@ def particle_keys(key, num: int):
     stream = jnp.arange(num, dtype=jnp.uint32)
     data = jnp.stack([jnp.broadcast_to(words[0], (num,)), words[1] ^ stream], axis=-1)
     return jax.random.wrap_key_data(data, impl=IMPL)
+
+
+def draw_once(fn, key):
+    """``fn(key)``, computed once however many kernels read its output.
+
+    XLA CPU fuses cheap element-wise producers into each of their consumers, and an unrolled
+    Threefry cipher is made of cheap integer operations. Particles drawn outside a loop (a
+    run's initial particles, read by the potential, the weights, the moments and the state)
+    were therefore recomputed, cipher and all, in up to seven kernels (at N = 10^3 about
+    6 us each). Neither ``lax.optimization_barrier`` nor a ``jax.jit`` boundary stops this on
+    CPU. A conditional's outputs are buffers, so ``fn`` runs here inside a ``lax.cond`` whose
+    predicate is always true (``(w | 1) != 0`` for a word ``w`` of the key; the other branch
+    is never taken, so even if XLA folds the predicate the result is the same).
+
+    Args:
+      fn: ``key -> pytree`` of arrays.
+      key: a JAX key (typed or raw).
+    """
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    word = jnp.ravel(jnp.asarray(data)).astype(jnp.uint32)[0]
+    out = jax.eval_shape(fn, key)
+    never = lambda k: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out)  # noqa: E731
+    return jax.lax.cond((word | jnp.uint32(1)) != 0, fn, never, key)
 
 
 _ONE_F32_BITS = np.uint32(np.array(1.0, np.float32).view(np.uint32))
@@ -202,8 +274,8 @@ def uniform_scalar(key, dtype=jnp.float32):
     that both give identical bits.
     """
     dtype = jnp.dtype(dtype)
-    words = _default_threefry_words(key)
-    if words is None or dtype != jnp.float32 or not jax.config.jax_threefry_partitionable:
+    words = _unrolled_words(key)
+    if words is None or dtype != jnp.float32:
         return jax.random.uniform(key, (), dtype)
     a, b = threefry2x32(words[0], words[1], jnp.uint32(0), jnp.uint32(0))
     mantissa = ((a ^ b) >> jnp.uint32(9)) | jnp.uint32(_ONE_F32_BITS)

