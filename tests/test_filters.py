@@ -223,6 +223,21 @@ def test_same_key_bitwise_identical_and_jit_parity():
     np.testing.assert_allclose(float(state.log_evidence), float(short.log_evidence), rtol=1e-5)
 
 
+def test_without_moments_same_evidence():
+    """``moments=False`` drops the filtering moments and nothing else."""
+    params = lg.random_params(jax.random.key(0), dim_x=2, dim_y=1)
+    _, ys = lg.simulate(jax.random.key(1), params, 30)
+    model = lg.make_model(params)
+    full = smcjax.particle_filter(jax.random.key(2), model, ys, 500)
+    lean = smcjax.particle_filter(jax.random.key(2), model, ys, 500, moments=False)
+    assert lean.filtering_mean is None and lean.filtering_var is None
+    np.testing.assert_array_equal(np.asarray(lean.log_evidence), np.asarray(full.log_evidence))
+    np.testing.assert_array_equal(np.asarray(lean.ess), np.asarray(full.ess))
+    user = smcjax.particle_filter(jax.random.key(2), model, ys, 500, moments=False,
+                                  reduce_fn=lambda x, lw, t: jnp.max(x))
+    assert user.reduced.shape == (30,)
+
+
 def test_reduce_fn_output_is_stacked():
     p, ys, _ = problem(1)
     res = smcjax.particle_filter(
