@@ -148,12 +148,7 @@ def as_particle_key(key):
     elif jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ():
         raise ValueError(f"expected a single JAX key, got a batch of shape {key.shape}")
     words = _unrolled_words(key)
-    if words is None:
-        data = jax.random.bits(key, (2,), jnp.uint32)
-    else:  # 32-bit draws are the XOR of the two words of blocks (0, j)
-        a, b = threefry2x32(words[0], words[1], jnp.zeros((2,), jnp.uint32),
-                            jnp.arange(2, dtype=jnp.uint32))
-        data = a ^ b
+    data = jax.random.bits(key, (2,), jnp.uint32) if words is None else _bits32(words, (2,))
     return jax.random.wrap_key_data(data, impl=IMPL)
 
 
@@ -163,8 +158,9 @@ def split(key, num=2):
     On CPU JAX runs its Threefry cipher as a rolled loop of five iterations, each a handful of
     tiny kernels. A compiled SMC run splits and converts its key a few times before the loop
     (the initial and step keys, the step keys' particle keys): those three loops cost 6 % of a
-    bootstrap-filter run at N = 10^3 and T = 100, about six of its steps. For a Threefry key (typed, or a raw ``uint32[2]`` key of the default
-    implementation) under JAX's default partitionable Threefry, child ``i`` (row-major index
+    bootstrap-filter run at N = 10^3 and T = 100, about six of its steps. For a Threefry key
+    (typed, or a raw ``uint32[2]`` key of the default implementation) under JAX's default
+    partitionable Threefry, child ``i`` (row-major index
     over ``num``) is block ``(0, i)`` of the cipher under the parent's key, computed here with
     :func:`threefry2x32` unrolled, which XLA fuses into one vectorised kernel. Any other key
     or configuration falls back to ``jax.random.split``; a test checks that both agree.
@@ -178,15 +174,28 @@ def split(key, num=2):
     """
     shape = (num,) if isinstance(num, int) else tuple(num)
     words = _unrolled_words(key)
-    size = math.prod(shape)
-    if words is None or size >= 2**32:
+    if words is None or math.prod(shape) >= 2**32:
         return jax.random.split(key, shape)
-    a, b = threefry2x32(words[0], words[1], jnp.zeros((size,), jnp.uint32),
-                        jnp.arange(size, dtype=jnp.uint32))
-    data = jnp.stack([a, b], axis=-1).reshape(*shape, 2)
+    data = jnp.stack(_blocks(words, shape), axis=-1)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
     return data
+
+
+def _blocks(words, shape):
+    """Threefry blocks ``(0, j)``, ``j`` the row-major index over ``shape``, under the key
+    ``words``: the counters JAX's partitionable Threefry uses for ``split`` and draws."""
+    size = math.prod(shape)
+    a, b = threefry2x32(words[0], words[1], jnp.zeros((size,), jnp.uint32),
+                        jnp.arange(size, dtype=jnp.uint32))
+    return a.reshape(shape), b.reshape(shape)
+
+
+def _bits32(words, shape):
+    """``jax.random.bits(key, shape, uint32)`` for the key ``words``: each 32-bit draw is the
+    XOR of the two words of its block."""
+    a, b = _blocks(words, shape)
+    return a ^ b
 
 
 def _unrolled_words(key):
@@ -277,7 +286,6 @@ def uniform_scalar(key, dtype=jnp.float32):
     words = _unrolled_words(key)
     if words is None or dtype != jnp.float32:
         return jax.random.uniform(key, (), dtype)
-    a, b = threefry2x32(words[0], words[1], jnp.uint32(0), jnp.uint32(0))
-    mantissa = ((a ^ b) >> jnp.uint32(9)) | jnp.uint32(_ONE_F32_BITS)
+    mantissa = (_bits32(words, ()) >> jnp.uint32(9)) | jnp.uint32(_ONE_F32_BITS)
     value = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
     return jnp.maximum(jnp.float32(0.0), value)
