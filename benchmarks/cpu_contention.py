@@ -5,7 +5,7 @@ the process pinned to one core. This script measures one possible cause directly
 work on one CPU slows work on the other (as it does when two virtual CPUs are hyperthreads
 of one physical core). The process pins itself to its first allowed CPU before JAX starts, so
 XLA runs single-threaded, and times the smcjax bootstrap filter (``moments=False``, the
-benchmark's ``smcjax`` row) and ``particles`` in three phases:
+benchmark's ``smcjax`` row) and ``particles`` in five phases:
 
 1. alone;
 2. while a child process pinned to the second CPU runs a tight loop (``while True: pass``);
