@@ -35,12 +35,9 @@ _CPUS = sorted(os.sched_getaffinity(0))
 if len(_CPUS) >= 2:  # before JAX creates its CPU client and thread pool
     os.sched_setaffinity(0, {_CPUS[0]})
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
-from particle_filter import RHO, SX, SY, T, particles_runner, smcjax_runner  # noqa: E402
-from smcjax.models import linear_gaussian as lg  # noqa: E402
+from particle_filter import T, particles_runner, simulated_data, smcjax_runner  # noqa: E402
 
 _PIN = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\n"
 LOADS = {
@@ -70,10 +67,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if len(_CPUS) < 2:
         raise SystemExit("needs at least two CPUs in the process's affinity mask")
-    p = lg.LGParams(A=jnp.full((1, 1), RHO), Q=jnp.full((1, 1), SX**2), C=jnp.ones((1, 1)),
-                    R=jnp.full((1, 1), SY**2), m0=jnp.zeros(1), P0=jnp.ones((1, 1)))
-    _, ys = lg.simulate(jax.random.key(0), p, T)
-    ys = ys[:, 0]
+    _, ys = simulated_data()
     runners = {"smcjax": smcjax_runner(ys, args.n), "particles": particles_runner(ys, args.n)}
     for go in runners.values():
         go()

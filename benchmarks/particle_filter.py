@@ -66,6 +66,14 @@ LG_1D = smcjax.StateSpaceModel(
 )
 
 
+def simulated_data():
+    """The benchmark's model as ``LGParams`` and its T observations (seed 0), shape ``[T]``."""
+    p = lg.LGParams(A=jnp.full((1, 1), RHO), Q=jnp.full((1, 1), SX**2), C=jnp.ones((1, 1)),
+                    R=jnp.full((1, 1), SY**2), m0=jnp.zeros(1), P0=jnp.ones((1, 1)))
+    _, ys = lg.simulate(jax.random.key(0), p, T)
+    return p, ys[:, 0]
+
+
 def smcjax_runner(ys, n, moments=False):
     key = jax.random.key(1)
 
@@ -152,10 +160,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes = [10**3, 10**4] if args.quick else [10**3, 10**4, 10**5, 10**6]
     repeats = 2 if args.quick else args.repeats
-    p = lg.LGParams(A=jnp.full((1, 1), RHO), Q=jnp.full((1, 1), SX**2), C=jnp.ones((1, 1)),
-                    R=jnp.full((1, 1), SY**2), m0=jnp.zeros(1), P0=jnp.ones((1, 1)))
-    _, ys = lg.simulate(jax.random.key(0), p, T)
-    ys = ys[:, 0]
+    p, ys = simulated_data()
     exact = lg.kalman_filter(p, ys[:, None]).log_likelihood
     rows = []
     for n in sizes:
