@@ -26,6 +26,10 @@ of its cumulative-weight interval, and turn those counts into ancestor indices w
 scatter-add and one cumulative sum; no sort and no ``searchsorted`` is needed for systematic
 and stratified resampling.
 
+Non-finite log weights: NaN and ``+inf`` count as zero weight, like ``-inf`` (the engine's
+convention, see :func:`smcjax.weights.sanitize`), so a NaN weight is never returned and does
+not poison the others. With ``normalized=True`` the caller promises finite or ``-inf`` entries.
+
 Float32 guarantees, tested at N = 4·10^6:
 
 * A particle with zero weight (``log_weight = -inf``, or a weight that underflows to 0) is
@@ -56,8 +60,8 @@ import numpy as np
 from jax import lax
 
 from smcjax.random import uniform_scalar
+from smcjax.weights import _max, normalize_and_ess, sanitize
 from smcjax.weights import ess as _ess
-from smcjax.weights import normalize
 
 __all__ = [
     "multinomial",
@@ -201,7 +205,9 @@ def _weights(log_weights, normalized=False):
         raise ValueError(f"log_weights must be one-dimensional, got shape {log_weights.shape}")
     if not jnp.issubdtype(log_weights.dtype, jnp.floating):
         log_weights = log_weights.astype(jnp.float32)
-    w = jnp.exp(log_weights if normalized else normalize(log_weights)[0])
+    if not normalized:
+        log_weights = normalize_and_ess(sanitize(log_weights)[0], nan_free=True)[0]
+    w = jnp.exp(log_weights)
     return w, w > 0
 
 
@@ -436,7 +442,7 @@ def killing(key, log_weights, num_samples=None, *, normalized=False):
         raise ValueError(f"killing resampling needs num_samples == N ({n}), got {m}")
     k_keep, k_strat, k_shift = jax.random.split(key, 3)
     w, positive = _weights(log_weights, normalized)
-    keep = jax.random.uniform(k_keep, (n,), w.dtype) < w / jnp.max(w)
+    keep = jax.random.uniform(k_keep, (n,), w.dtype) < w / _max(w, nan_free=True)
     refill = stratified(k_strat, jnp.log(w), n, normalized=True)
     shift = jax.random.randint(k_shift, (), 0, n, dtype=jnp.int32)
     refill = jnp.roll(refill, shift)
@@ -506,6 +512,8 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
     """
     threshold = check_ess_threshold(ess_threshold)
     fn = get_scheme(scheme)
+    if not normalized:  # NaN / +inf mean zero weight here too, for the ESS and any scheme
+        log_weights = sanitize(log_weights)[0]
     n = jnp.shape(log_weights)[0]
     identity = jnp.arange(n, dtype=jnp.int32)
     if threshold <= 0.0:

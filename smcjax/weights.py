@@ -4,7 +4,9 @@ Every function takes *log* weights with the particle axis first and stays in log
 is stable in float32 for weights spanning hundreds of orders of magnitude. A weight of zero is
 ``-inf``; functions below never turn an all-``-inf`` vector into NaN silently: they return
 ``-inf`` totals, and :func:`normalize` returns uniform weights together with a ``-inf`` total,
-which callers check.
+which callers check. A NaN or ``+inf`` entry is not a weight: these functions return NaN (or a
+meaningless value) for it, like ``numpy``. Map such entries to zero weight first with
+:func:`sanitize`, as the SMC engine and the resampling schemes do.
 
 Formulas (W normalised weights, w incremental weights, N particles):
 

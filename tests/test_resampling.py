@@ -63,6 +63,31 @@ def test_unbiased(name, normalized):
     assert np.all(det_err < 1e-3), (name, det_err)
 
 
+@pytest.mark.parametrize("name", SCHEMES)
+def test_non_finite_log_weights_mean_zero_weight(name):
+    """NaN and +inf log weights count as zero weight, like -inf: such a particle is never
+    returned and the others keep unbiased offspring counts (the engine's convention)."""
+    log_w, w = _test_weights()
+    log_w = log_w.copy()
+    log_w[3], log_w[11] = np.nan, np.inf  # two of the zero-weight slots
+    log_w[5] += 2.0  # unnormalised: the scheme must renormalise the finite part
+    w = np.exp(np.where(np.isfinite(log_w), log_w, -np.inf).astype(float))
+    w /= w.sum()
+    z, det_err, counts = offspring_statistic(rs.SCHEMES[name], log_w, w, num_keys=2000)
+    assert np.all(counts[:, [3, 4, 11, len(w) - 1]] == 0), name
+    assert np.all(counts.sum(1) == len(w))
+    dof = int(np.sum(z != 0))
+    assert stats.chi2.sf(float(np.sum(z**2)), dof) > 1e-4, (name, z)
+    assert np.all(det_err < 1e-3), (name, det_err)
+
+
+def test_resample_if_needed_ignores_nan_weights():
+    """A NaN weight neither hides degeneracy (NaN ESS) nor gets picked."""
+    lw = jnp.log(jnp.array([0.97, 0.01, 0.01, 0.01])).at[3].set(jnp.nan)
+    anc, did = rs.resample_if_needed(jax.random.key(0), lw, ess_threshold=0.5)
+    assert bool(did) and 3 not in np.asarray(anc).tolist()
+
+
 def test_unbiasedness_check_rejects_a_biased_scheme():
     """The same statistic rejects systematic resampling with U frozen at 0 (a biased scheme)."""
     log_w, w = _test_weights()
