@@ -80,7 +80,7 @@ def _criterion(log_weights, log_likelihood, delta, criterion: str):
     n = log_weights.shape[0]
     if criterion == "cess":
         return _w.conditional_ess(log_weights, inc) / n
-    return _w.normalize_and_ess(log_weights + inc)[2] / n
+    return _w.normalize_and_ess(log_weights + inc, nan_free=True)[2] / n
 
 
 def next_temperature(log_weights, log_likelihood, beta, target_ess: float = 0.5,
@@ -91,7 +91,10 @@ def next_temperature(log_weights, log_likelihood, beta, target_ess: float = 0.5,
     conditional ESS/N, both non-increasing in ``δ``. Returns exactly 1.0 when
     ``crit(1 - β) ≥ target_ess`` (clipping), otherwise ``β + δ`` with ``δ`` the largest
     value found with ``crit(δ) ≥ target_ess`` (never ``β`` itself).
+
+    Non-finite log weights (NaN, ±inf) count as zero weight, as everywhere in the engine.
     """
+    log_weights = _w.sanitize(log_weights)[0]
     dtype = log_weights.dtype
     beta = jnp.asarray(beta, dtype)
     remaining = 1.0 - beta

@@ -178,6 +178,21 @@ def test_bisection_on_skewed_log_likelihood(criterion):
     assert abs(flipped - root) > 0.1 * root
 
 
+@pytest.mark.parametrize("criterion", ["ess", "cess"])
+def test_next_temperature_treats_non_finite_weights_as_zero(criterion):
+    """A NaN or +inf log weight is a zero weight (as the engine treats it), not a NaN
+    criterion that would end the bisection at a step of one ulp."""
+    rng = np.random.default_rng(5)
+    ll = jnp.asarray(rng.normal(-20.0, 5.0, 200), jnp.float32)
+    lw = jnp.asarray(rng.normal(0.0, 0.3, 200), jnp.float32)  # ESS/N about 0.9 before
+    dead = lw.at[:3].set(-jnp.inf)
+    want = float(next_temperature(dead, ll, 0.1, 0.5, criterion))
+    assert 0.1 + 1e-4 < want < 1.0
+    for bad in (jnp.nan, jnp.inf):
+        got = float(next_temperature(lw.at[:3].set(bad), ll, 0.1, 0.5, criterion))
+        assert got == want, (bad, got, want)
+
+
 def test_bisection_clips_to_exactly_one():
     ll = jnp.linspace(-1e-3, 0.0, 100)
     lw = jnp.full((100,), -jnp.log(100.0))
