@@ -11,6 +11,7 @@ import functools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -120,5 +121,13 @@ def test_best_of_n_is_the_maximum_order_statistic():
     # The base chain's discretisation (K = 100) shifts the CDF by < 0.005 (stated slack).
     assert np.all(np.abs(empirical - exact) <= 4 * se + 0.005), (empirical, exact)
     assert samples.shape == (20_000, 1)
+    # A NaN reward ranks last: with r(x) = x for x > 0 and NaN otherwise, every group with a
+    # positive draw picks the same sample as above (same key), and a group gives NaN only when
+    # all four draws are negative (probability 1/16).
+    nan_below = lambda x: jnp.where(x[0] > 0, x[0], jnp.nan)  # noqa: E731
+    s2, r2 = best_of_n(jax.random.key(0), score, SDE, nan_below, 4, 20_000, 100)
+    ok = np.isfinite(np.asarray(r2))
+    np.testing.assert_array_equal(np.asarray(s2)[ok], np.asarray(samples)[ok])
+    assert np.all(x[~ok] <= 0) and np.all(x[ok] > 0)
     with pytest.raises(ValueError, match="n must"):
         best_of_n(jax.random.key(0), score, SDE, lambda x: x[0], 0, 10, 10)

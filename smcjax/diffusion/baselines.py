@@ -48,7 +48,8 @@ def best_of_n(key, base, sde, reward: Callable, n: int, num_samples: int, num_st
       key: a JAX key.
       base: a score model or a reward-free :class:`~smcjax.diffusion.Target`.
       sde: the schedule.
-      reward: ``r(x) -> scalar`` for one sample.
+      reward: ``r(x) -> scalar`` for one sample. A NaN reward ranks below every number (a
+        group returns NaN only if all its rewards are NaN).
       n: group size (``n >= 1``).
       num_samples: number of returned samples.
       num_steps: reverse steps of the base sampler.
@@ -67,6 +68,6 @@ def best_of_n(key, base, sde, reward: Callable, n: int, num_samples: int, num_st
                      shape=shape)
     x = res.samples.reshape((num_samples, n) + res.samples.shape[1:])
     r = jax.vmap(jax.vmap(reward))(x)
-    best = jnp.argmax(r, axis=1)
+    best = jnp.argmax(jnp.where(jnp.isnan(r), -jnp.inf, r), axis=1)  # a NaN reward ranks last
     pick = jnp.take_along_axis(x, best.reshape((num_samples, 1) + (1,) * (x.ndim - 2)), axis=1)
     return pick[:, 0], jnp.take_along_axis(r, best[:, None], axis=1)[:, 0]
