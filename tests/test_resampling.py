@@ -42,6 +42,15 @@ def offspring_statistic(scheme, log_w, w, num_keys=3000, seed=1):
     return z, det_err, counts
 
 
+def assert_unbiased(name, z, det_err, counts):
+    """Every draw has N offspring, the z-scores pass a chi-square test (p > 1e-4) and the
+    deterministic counts equal N W_i up to float32 rounding."""
+    assert np.all(counts.sum(1) == counts.shape[1])
+    chi2, dof = float(np.sum(z**2)), int(np.sum(z != 0))
+    assert stats.chi2.sf(chi2, dof) > 1e-4, (name, chi2, dof, z)
+    assert np.all(det_err < 1e-3), (name, det_err)
+
+
 @pytest.mark.parametrize("normalized", [False, True])
 @pytest.mark.parametrize("name", SCHEMES)
 def test_unbiased(name, normalized):
@@ -53,14 +62,9 @@ def test_unbiased(name, normalized):
         log_w = np.asarray(normalize(jnp.asarray(log_w))[0])
         scheme = partial(scheme, normalized=True)
     z, det_err, counts = offspring_statistic(scheme, log_w, w)
-    assert np.all(counts.sum(1) == len(w))
     assert np.all(counts[:, w == 0] == 0)
-    chi2 = float(np.sum(z**2))
-    dof = int(np.sum(z != 0))
-    p = stats.chi2.sf(chi2, dof)
-    assert p > 1e-4, (name, chi2, dof, z)
+    assert_unbiased(name, z, det_err, counts)
     assert np.max(np.abs(z)) < 5.0, (name, z)
-    assert np.all(det_err < 1e-3), (name, det_err)
 
 
 @pytest.mark.parametrize("name", SCHEMES)
@@ -75,10 +79,7 @@ def test_non_finite_log_weights_mean_zero_weight(name):
     w /= w.sum()
     z, det_err, counts = offspring_statistic(rs.SCHEMES[name], log_w, w, num_keys=2000)
     assert np.all(counts[:, [3, 4, 11, len(w) - 1]] == 0), name
-    assert np.all(counts.sum(1) == len(w))
-    dof = int(np.sum(z != 0))
-    assert stats.chi2.sf(float(np.sum(z**2)), dof) > 1e-4, (name, z)
-    assert np.all(det_err < 1e-3), (name, det_err)
+    assert_unbiased(name, z, det_err, counts)
 
 
 def test_resample_if_needed_ignores_nan_weights():
