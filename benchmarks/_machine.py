@@ -1,4 +1,5 @@
-"""The machine a benchmark ran on, for its JSON: CPU model, core count, JAX version and backend.
+"""The machine a benchmark ran on (CPU model, core count, JAX version and backend), for its JSON;
+and the interleaved best-of timing loop the newer benchmarks share.
 
 A cloud VM often reports only a brand ("AMD EPYC"), and two VMs with the same brand can differ
 by a factor of two or three in these benchmarks. So the CPU's family, model and stepping, its
@@ -50,3 +51,20 @@ def cpu_description() -> str:
 
 def machine() -> str:
     return f"{cpu_description()}, JAX {jax.__version__} on {jax.default_backend()}"
+
+
+def best_of_interleaved(runs, rounds: int) -> dict[str, float]:
+    """Each of ``runs`` (name -> no-argument callable) once to warm up (compile), then the best
+    wall time in seconds over ``rounds`` rounds, each round running every callable once, so
+    that a slow spell of a shared machine does not fall on one of them only."""
+    import time
+
+    for run in runs.values():
+        run()
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 if "--single-core" in sys.argv[1:]:  # before JAX creates its CPU client and thread pool
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -33,7 +32,7 @@ if "--single-core" in sys.argv[1:]:  # before JAX creates its CPU client and thr
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _machine import machine  # noqa: E402
+from _machine import best_of_interleaved, machine  # noqa: E402
 from jax import lax  # noqa: E402
 
 from smcjax.random import particle_keys  # noqa: E402
@@ -91,14 +90,7 @@ def main():
         return acc
 
     runs["numpy_standard_normal"] = numpy_draws
-    for run in runs.values():
-        run()  # compile / warm up
-    best = dict.fromkeys(runs, np.inf)
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - t0)
+    best = best_of_interleaved(runs, args.rounds)
     ns = {name: 1e9 * t / (T * n) for name, t in best.items()}
     out = {
         "benchmark": "normal draws per element, in a compiled 100-step loop",
