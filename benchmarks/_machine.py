@@ -1,5 +1,4 @@
-"""The machine a benchmark ran on (CPU model, core count, JAX version and backend), for its JSON;
-and the interleaved best-of timing loop the newer benchmarks share.
+"""The machine a benchmark ran on, for its JSON: CPU model, core count, JAX version and backend.
 
 A cloud VM often reports only a brand ("AMD EPYC"), and two VMs with the same brand can differ
 by a factor of two or three in these benchmarks. So the CPU's family, model and stepping, its
@@ -37,34 +36,15 @@ def cpu_description() -> str:
     simd = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
                                            ("avx", "AVX"), ("sse4_2", "SSE4.2"))
                  if flag in flags), None)
-    parts = [f"{label} {info[field]}" for field, label in
-             (("cpu family", "family"), ("model", "model"), ("stepping", "stepping"))
-             if field in info]
-    extra = ", ".join(parts)
-    if simd:
-        extra = f"{extra}; {simd}" if extra else simd
+    ids = ", ".join(f"{label} {info[field]}" for field, label in
+                    (("cpu family", "family"), ("model", "model"), ("stepping", "stepping"))
+                    if field in info)
     clock = info.get("cpu MHz")
     cores = f"{os.cpu_count()} vCPUs" + (f" at {float(clock):.0f} MHz" if clock else "")
-    extra = f"{extra}; {cores}" if extra else cores
+    extra = "; ".join(part for part in (ids, simd, cores) if part)
     return f"{name} ({extra})"
 
 
 def machine() -> str:
     return f"{cpu_description()}, JAX {jax.__version__} on {jax.default_backend()}"
 
-
-def best_of_interleaved(runs, rounds: int) -> dict[str, float]:
-    """Each of ``runs`` (name -> no-argument callable) once to warm up (compile), then the best
-    wall time in seconds over ``rounds`` rounds, each round running every callable once, so
-    that a slow spell of a shared machine does not fall on one of them only."""
-    import time
-
-    for run in runs.values():
-        run()
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(rounds):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best

@@ -37,6 +37,7 @@ if len(_CPUS) >= 2:  # before JAX creates its CPU client and thread pool
 
 import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
+from _timing import interleaved_times  # noqa: E402
 from particle_filter import T, particles_runner, simulated_data, smcjax_runner  # noqa: E402
 
 _PIN = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\n"
@@ -48,13 +49,7 @@ LOADS = {
 
 
 def _phase(runners, rounds, n):
-    times = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, go in runners.items():
-            go()
-            start = time.perf_counter()
-            go()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times(runners, rounds, warm_up=False, untimed_first=True)
     scale = 1e9 / (n * T)
     return {name: {"best_ns": min(ts) * scale, "median_ns": float(np.median(ts)) * scale}
             for name, ts in times.items()}

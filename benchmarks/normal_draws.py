@@ -32,7 +32,8 @@ if "--single-core" in sys.argv[1:]:  # before JAX creates its CPU client and thr
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _machine import best_of_interleaved, machine  # noqa: E402
+from _machine import machine  # noqa: E402
+from _timing import interleaved_times  # noqa: E402
 from jax import lax  # noqa: E402
 
 from smcjax.random import particle_keys  # noqa: E402
@@ -90,7 +91,7 @@ def main():
         return acc
 
     runs["numpy_standard_normal"] = numpy_draws
-    best = best_of_interleaved(runs, args.rounds)
+    best = {name: min(ts) for name, ts in interleaved_times(runs, args.rounds).items()}
     ns = {name: 1e9 * t / (T * n) for name, t in best.items()}
     out = {
         "benchmark": "normal draws per element, in a compiled 100-step loop",

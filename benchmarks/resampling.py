@@ -33,7 +33,8 @@ if "--single-core" in sys.argv[1:]:  # before JAX creates its CPU client and thr
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _machine import best_of_interleaved, machine  # noqa: E402
+from _machine import machine  # noqa: E402
+from _timing import interleaved_times  # noqa: E402
 from jax import lax  # noqa: E402
 
 from smcjax import resampling as rs  # noqa: E402
@@ -109,7 +110,7 @@ def main():
         lw0 = _log_weights(n)
         runs = {name: _scan(step, lw0) for name, step in jax_rows(n).items()}
         runs["particles"] = particles_row(lw0)
-        best = best_of_interleaved(runs, args.rounds)
+        best = {name: min(ts) for name, ts in interleaved_times(runs, args.rounds).items()}
         ns = {name: 1e9 * t / (T * n) for name, t in best.items()}
         results.append({
             "N": n,
