@@ -1,4 +1,4 @@
-"""Where a particle's normal draw goes on CPU: JAX's transform against NumPy's generator.
+"""Where a particle's normal draw goes on CPU: JAX's transform, smcjax's and NumPy's generator.
 
 The bootstrap filter's move is one standard normal per particle, drawn as a user writes it,
 ``jax.random.normal(key)`` under the particle's own key. ``jax.random.normal`` makes 32 random
@@ -9,6 +9,8 @@ ziggurat; what `particles` uses through ``numpy.random``):
 
 * ``bits``, ``uniform``, ``normal``: vmapped over per-particle keys
   (:func:`smcjax.random.particle_keys`), so the cipher runs once per particle;
+* ``smcjax_normal``: :func:`smcjax.random.normal` vmapped the same way (the same bits, the
+  quantile through a bit-level ``log`` and Giles' polynomials, no ``log1p``);
 * ``normal_batched``: ``jax.random.normal(key, (N,))``, one key for the whole vector;
 * ``erf_inv``, ``log1p``, ``log``: the transform's parts on their own (XLA's float32 ``erfinv``
   computes ``w = -log1p(-u^2)`` and a degree-8 polynomial in ``w``);
@@ -36,6 +38,7 @@ from _machine import machine  # noqa: E402
 from _timing import interleaved_times  # noqa: E402
 from jax import lax  # noqa: E402
 
+from smcjax.random import normal as smcjax_normal  # noqa: E402
 from smcjax.random import particle_keys  # noqa: E402
 
 T = 100
@@ -66,6 +69,7 @@ def stages(n):
         "bits": per_particle(lambda k: jax.random.bits(k).astype(jnp.float32)),
         "uniform": per_particle(jax.random.uniform),
         "normal": per_particle(jax.random.normal),
+        "smcjax_normal": per_particle(smcjax_normal),
         "normal_batched": lambda k, c: jax.random.normal(k, (n,)),
         "carry_only": lambda k, c: _squash(c),
         "erf_inv": lambda k, c: lax.erf_inv(_squash(c)),
@@ -102,6 +106,7 @@ def main():
         "ns_per_element": {k: round(v, 3) for k, v in ns.items()},
         "ratio_to_numpy": {k: round(v / ns["numpy_standard_normal"], 2) for k, v in ns.items()},
         "transform_share_of_normal": round((ns["normal"] - ns["uniform"]) / ns["normal"], 2),
+        "smcjax_normal_vs_normal": round(ns["smcjax_normal"] / ns["normal"], 2),
     }
     print(json.dumps(out, indent=1))
 

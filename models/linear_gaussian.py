@@ -82,18 +82,22 @@ def _mvn_logpdf(x, mean, factors):
     return mvn_logpdf(x, mean, chol_inv, log_det)
 
 
-def make_model(p: LGParams) -> StateSpaceModel:
-    """The :class:`~smcjax.StateSpaceModel` of ``p`` (particles are ``float[d_x]`` vectors)."""
+def make_model(p: LGParams, *, normal=jax.random.normal) -> StateSpaceModel:
+    """The :class:`~smcjax.StateSpaceModel` of ``p`` (particles are ``float[d_x]`` vectors).
+
+    ``normal(key, shape, dtype)`` draws the standard normals of ``M_0`` and ``M_t``:
+    ``jax.random.normal`` by default, or e.g. :func:`smcjax.random.normal` (faster on CPU).
+    """
     fq, fr, fp0 = (chol_factors(m) for m in (p.Q, p.R, p.P0))
     chol_q, chol_p0 = fq[0], fp0[0]
     dx = p.A.shape[0]
     dt = p.A.dtype
 
     def initial_sample(key):
-        return p.m0 + chol_p0 @ jax.random.normal(key, (dx,), dt)
+        return p.m0 + chol_p0 @ normal(key, (dx,), dt)
 
     def transition_sample(key, x_prev, t):
-        return p.A @ x_prev + chol_q @ jax.random.normal(key, (dx,), dt)
+        return p.A @ x_prev + chol_q @ normal(key, (dx,), dt)
 
     def transition_log_prob(x_prev, x, t):
         return _mvn_logpdf(x, p.A @ x_prev, fq)

@@ -15,11 +15,12 @@ Public API (see each module for the mathematics):
   :func:`fkc_sample` for annealing / products / CFG / reward tilts, the twisted diffusion
   sampler :func:`twisted_sample`, baselines, exact Gaussian-mixture answers).
 * Modules: :mod:`smcjax.weights` (log-weight algebra, ESS), :mod:`smcjax.resampling` (six
-  unbiased schemes), :mod:`smcjax.random` (vectorised per-particle keys),
+  unbiased schemes), :mod:`smcjax.random` (vectorised per-particle keys and a
+  fast :func:`smcjax.random.normal`),
   :mod:`smcjax.models` (built-in models with exact answers).
 """
 
-from smcjax import diffusion, moves, progress, resampling, weights
+from smcjax import diffusion, moves, progress, random, resampling, weights
 from smcjax._static_common import TemperedResult
 from smcjax.bayes import BayesianModel, Bijection
 from smcjax.data_tempering import data_tempering_smc
@@ -55,6 +56,7 @@ __all__ = [
     "moves",
     "progress",
     "to_arviz",
+    "random",
     "resampling",
     "weights",
     "diffusion",

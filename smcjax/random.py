@@ -33,9 +33,10 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.extend import random as jex_random
 
-__all__ = ["as_particle_key", "draw_once", "particle_keys", "split", "threefry2x32",
+__all__ = ["as_particle_key", "draw_once", "normal", "particle_keys", "split", "threefry2x32",
            "uniform_scalar", "IMPL"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -289,3 +290,110 @@ def uniform_scalar(key, dtype=jnp.float32):
     mantissa = (_bits32(words, ()) >> jnp.uint32(9)) | jnp.uint32(_ONE_F32_BITS)
     value = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
     return jnp.maximum(jnp.float32(0.0), value)
+
+
+# log(1 + x) = x - x^2/2 + x^3 P(x) on [sqrt(1/2) - 1, sqrt(2) - 1]: P of degree 6, fitted for
+# this module by weighted least squares on Chebyshev nodes, reweighted towards the minimax
+# relative error of log(1 + x) (2.0e-7 with the float32 evaluation below).
+_LOG_POLY = (0.33333370089530945, -0.250034898519516, 0.19983989000320435,
+             -0.16521504521369934, 0.146413654088974, -0.1461501121520996, 0.09925960004329681)
+_SQRT_HALF_BITS = np.int32(np.array(np.sqrt(0.5), np.float32).view(np.int32))
+# Giles (2011), single precision: erfinv(x) = x P(w), w = -log(1 - x^2); P is a polynomial in
+# w - 2.5 for w < 5 and in sqrt(w) - 3 beyond. Coefficients from the highest degree down, here
+# multiplied by sqrt(2) so that x P(w) is the standard normal quantile directly.
+_ERFINV_CENTRAL = tuple(np.sqrt(2.0) * np.array([
+    2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+    -0.00125372503, -0.00417768164, 0.246640727, 1.50140941]))
+_ERFINV_TAIL = tuple(np.sqrt(2.0) * np.array([
+    -0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+    -0.0076224613, 0.00943887047, 1.00167406, 2.83297682]))
+
+
+def _log_f32(y):
+    """Natural log of positive, normal float32 ``y`` (no 0, subnormal, inf or NaN: the caller
+    guarantees it), with about 2e-7 relative error.
+
+    ``y = 2^e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` is read off the bits (``e`` from the
+    distance of ``y``'s bits to those of ``sqrt(1/2)``), and ``log y = e log 2 + log m``
+    with ``log m`` from :data:`_LOG_POLY`. Only integer and multiply-add operations, all of
+    which XLA CPU vectorises; its own ``log`` costs about twice as much, ``log1p`` three times.
+    """
+    bits = lax.bitcast_convert_type(y, jnp.int32)
+    e = (bits - jnp.int32(_SQRT_HALF_BITS)) >> jnp.int32(23)
+    x = lax.bitcast_convert_type(bits - (e << jnp.int32(23)), jnp.float32) - jnp.float32(1.0)
+    p = jnp.float32(_LOG_POLY[-1])
+    for c in _LOG_POLY[-2::-1]:
+        p = p * x + jnp.float32(c)
+    x2 = x * x
+    return e.astype(jnp.float32) * jnp.float32(math.log(2.0)) + (x - 0.5 * x2 + x2 * (x * p))
+
+
+def _normal_from_bits(bits):
+    """Standard normal float32 quantiles of the midpoints ``u = (j + 1/2) / 2^23`` of the
+    top 23 bits ``j`` of ``uint32`` words (see :func:`normal`)."""
+    a = ((bits >> jnp.uint32(9)).astype(jnp.int32) << 1) | 1      # 2j + 1, odd, < 2^24
+    one_plus_x = a.astype(jnp.float32) * jnp.float32(2.0**-23)    # 1 + x = 2u, exact
+    x = one_plus_x - jnp.float32(1.0)                             # 2u - 1, exact
+    w = -_log_f32(one_plus_x * (jnp.float32(2.0) - one_plus_x))   # -log(1 - x^2), one rounding
+    central = w < jnp.float32(5.0)
+    z = jnp.where(central, w - jnp.float32(2.5), jnp.sqrt(w) - jnp.float32(3.0))
+    p = jnp.where(central, jnp.float32(_ERFINV_CENTRAL[0]), jnp.float32(_ERFINV_TAIL[0]))
+    for c, t in zip(_ERFINV_CENTRAL[1:], _ERFINV_TAIL[1:], strict=True):
+        p = p * z + jnp.where(central, jnp.float32(c), jnp.float32(t))
+    return x * p
+
+
+def normal(key, shape=(), dtype=jnp.float32):
+    """Standard normal draws, a faster drop-in for ``jax.random.normal`` in model code.
+
+    ``z = Phi^{-1}(u)`` for ``u = (j + 1/2) / 2^23``, where ``j`` is the top 23 bits of each
+    32-bit word of ``jax.random.bits(key, shape, uint32)``. So the draws use exactly the
+    key's bits that ``jax.random.normal`` uses, but the values differ from it: JAX computes
+    ``sqrt(2) erfinv(v)`` for a uniform ``v`` on ``[-1 + eps, 1)``, this the quantile of the
+    midpoint of each of the ``2^23`` equal cells of ``(0, 1)``. The midpoints make the
+    distribution exactly symmetric (``z(j) = -z(2^23 - 1 - j)``, and none is 0 or infinite);
+    the largest draw is ``|z| = Phi^{-1}(1 - 2^-24) = 5.29``.
+
+    The quantile is ``sqrt(2) erfinv(x)`` with ``x = 2u - 1``, through Giles' single-precision
+    approximation ``erfinv(x) = x P(w)``, ``w = -log(1 - x^2)``. Computed as here,
+    ``1 + x = (2j + 1) 2^-23`` and ``1 - x`` are exact, ``1 - x^2`` is their product with one
+    rounding (no cancellation, unlike ``1 - x*x``), and the logarithm is a bit-level reduction
+    plus a polynomial (:func:`_log_f32`) instead of XLA's ``log1p``, the slowest part of
+    ``jax.random.normal`` on CPU. Against the exact quantile of the same ``u``, over all
+    ``2^23`` values of ``j``, the largest error is ``3.7e-7`` relative and ``7.5e-7``
+    absolute (a test checks every value against ``scipy.special.ndtri``, to ``1e-6``);
+    XLA's ``erf_inv`` reaches about ``1.5e-5`` absolute near ``|x| = 1``.
+
+    With a per-particle key inside an SMC model (see :func:`particle_keys`) a vmapped
+    ``normal(key)`` costs about 2.5 ns against 4 ns for ``jax.random.normal(key)`` on an
+    x86-64 core, and a bootstrap particle filter step at ``N = 10^3`` is about 14 % faster
+    (``benchmarks/normal_draws.py``, ``benchmarks/particle_filter.py``).
+
+    Args:
+      key: a single JAX key (typed or raw ``uint32[2]``), of any implementation.
+      shape: output shape (an int or a tuple).
+      dtype: ``float32`` (default), ``float16`` or ``bfloat16`` (computed in float32, then
+        cast); ``float64`` falls back to ``jax.random.normal``, whose 53-bit uniform this
+        23-bit construction cannot match.
+
+    Returns:
+      An array of ``shape`` and ``dtype``.
+
+    Example::
+
+        >>> import jax, smcjax
+        >>> z = smcjax.random.normal(jax.random.key(0), (3,))
+        >>> z.shape, str(z.dtype)
+        ((3,), 'float32')
+
+    Reference: M. Giles, "Approximating the erfinv function", in *GPU Computing Gems, Jade
+    Edition*, 2011.
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64:
+        return jax.random.normal(key, shape, dtype)
+    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
+        raise ValueError(f"normal: dtype must be a floating type, got {dtype}")
+    z = _normal_from_bits(jax.random.bits(key, shape, jnp.uint32))
+    return z.astype(dtype)

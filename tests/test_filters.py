@@ -130,6 +130,24 @@ def test_fully_adapted_auxiliary_filter():
     assert np.std(np.asarray(res.log_evidence)) < 0.5 * np.std(np.asarray(boot.log_evidence))
 
 
+@pytest.mark.parametrize("dim", [1, 3])
+def test_fast_normal_model_matches_kalman(dim):
+    """The model's moves drawn with smcjax.random.normal: the same exact-answer checks pass,
+    and the same draws scaled by 0.9 (a wrong transition noise) fail them."""
+    p, ys, kf = problem(dim)
+    model = lg.make_model(p, normal=smcjax.random.normal)
+    res = many_runs(model, ys, PARTICLES[dim], 200, method="bootstrap", resampling="systematic",
+                    ess_threshold=0.5, seed=3)
+    ev, means = check_against_kalman(res, kf)
+    assert ev.passed and means.passed, (ev.message, means.message)
+    if dim == 1:
+        shrunk = lambda key, shape, dtype: 0.9 * smcjax.random.normal(key, shape, dtype)  # noqa: E731
+        res = many_runs(lg.make_model(p, normal=shrunk), ys, PARTICLES[1], 200,
+                        method="bootstrap", resampling="systematic", ess_threshold=0.5, seed=3)
+        ev, means = check_against_kalman(res, kf)
+        assert not ev.passed and not means.passed, (ev.message, means.message)
+
+
 def _broken_observation(model, p, *, drop_constant=False, wrong_noise=False):
     """A deliberately wrong weight, to show the exact-answer checks catch it."""
     chol_r = jnp.linalg.cholesky(p.R) * (2.0 if wrong_noise else 1.0)
