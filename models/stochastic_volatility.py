@@ -38,17 +38,22 @@ def _normal_logpdf(x, mean, sd):
     return -0.5 * ((x - mean) / sd) ** 2 - jnp.log(sd) - 0.5 * jnp.log(2 * jnp.pi)
 
 
-def make_model(p: SVParams = DEFAULT_PARAMS, dtype=jnp.float32) -> StateSpaceModel:
-    """The model as a :class:`~smcjax.StateSpaceModel`; a particle is a scalar ``x_t``."""
+def make_model(p: SVParams = DEFAULT_PARAMS, dtype=jnp.float32, *,
+               normal=jax.random.normal) -> StateSpaceModel:
+    """The model as a :class:`~smcjax.StateSpaceModel`; a particle is a scalar ``x_t``.
+
+    ``normal(key, shape, dtype)`` draws the standard normals of the moves:
+    ``jax.random.normal`` by default, or e.g. :func:`smcjax.random.normal` (faster on CPU).
+    """
     if not abs(p.phi) < 1 or p.sigma <= 0:
         raise ValueError(f"need |phi| < 1 and sigma > 0, got {p}")
     sd0 = p.sigma / (1 - p.phi**2) ** 0.5
 
     def initial_sample(key):
-        return (p.mu + sd0 * jax.random.normal(key, (), dtype)).astype(dtype)
+        return (p.mu + sd0 * normal(key, (), dtype)).astype(dtype)
 
     def transition_sample(key, x_prev, t):
-        return p.mu + p.phi * (x_prev - p.mu) + p.sigma * jax.random.normal(key, (), dtype)
+        return p.mu + p.phi * (x_prev - p.mu) + p.sigma * normal(key, (), dtype)
 
     def transition_log_prob(x_prev, x, t):
         return _normal_logpdf(x, p.mu + p.phi * (x_prev - p.mu), p.sigma)
