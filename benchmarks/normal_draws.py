@@ -10,7 +10,7 @@ ziggurat; what `particles` uses through ``numpy.random``):
 * ``bits``, ``uniform``, ``normal``: vmapped over per-particle keys
   (:func:`smcjax.random.particle_keys`), so the cipher runs once per particle;
 * ``smcjax_normal``: :func:`smcjax.random.normal` vmapped the same way (the same bits, the
-  quantile through a bit-level ``log`` and Giles' polynomials, no ``log1p``);
+  quantile through a bit-level ``log`` and one fitted polynomial, no ``log1p``);
 * ``normal_batched``: ``jax.random.normal(key, (N,))``, one key for the whole vector;
 * ``erf_inv``, ``log1p``, ``log``: the transform's parts on their own (XLA's float32 ``erfinv``
   computes ``w = -log1p(-u^2)`` and a degree-8 polynomial in ``w``);
