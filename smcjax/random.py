@@ -313,6 +313,14 @@ _QUANTILE_POLY = (3.675659409378427, 1.9472388218855174, -0.44027420985241683,
                   -0.014741724780440741, -0.010077241475907725, 0.006233795712134199)
 
 
+def _polynomial(coefficients, x):
+    """``sum_k c_k x^k`` in float32 by Horner's rule, ``coefficients`` from the constant up."""
+    p = jnp.float32(coefficients[-1])
+    for c in coefficients[-2::-1]:
+        p = p * x + jnp.float32(c)
+    return p
+
+
 def _log_f32(y):
     """Natural log of positive, normal float32 ``y`` (no 0, subnormal, inf or NaN: the caller
     guarantees it), with about 2e-7 relative error.
@@ -325,9 +333,7 @@ def _log_f32(y):
     bits = lax.bitcast_convert_type(y, jnp.int32)
     e = (bits - jnp.int32(_SQRT_HALF_BITS)) >> jnp.int32(23)
     x = lax.bitcast_convert_type(bits - (e << jnp.int32(23)), jnp.float32) - jnp.float32(1.0)
-    p = jnp.float32(_LOG_POLY[-1])
-    for c in _LOG_POLY[-2::-1]:
-        p = p * x + jnp.float32(c)
+    p = _polynomial(_LOG_POLY, x)
     x2 = x * x
     return e.astype(jnp.float32) * jnp.float32(math.log(2.0)) + (x - 0.5 * x2 + x2 * (x * p))
 
@@ -340,10 +346,7 @@ def _normal_from_bits(bits):
     x = one_plus_x - jnp.float32(1.0)                             # 2u - 1, exact
     w = -_log_f32(one_plus_x * (jnp.float32(2.0) - one_plus_x))   # -log(1 - x^2), one rounding
     t = w * jnp.float32(1.0 / _QUANTILE_W_HALF) - jnp.float32(1.0)
-    p = jnp.float32(_QUANTILE_POLY[-1])
-    for c in _QUANTILE_POLY[-2::-1]:
-        p = p * t + jnp.float32(c)
-    return x * p
+    return x * _polynomial(_QUANTILE_POLY, t)
 
 
 def normal(key, shape=(), dtype=jnp.float32):

@@ -259,14 +259,12 @@ def _ancestors_from_counts_below(below, m):
     (sums of ones, exact) for the float32 cumulative sum: the same values as int32 counts
     converted, without the conversion pass (3-4 % of a bootstrap-filter step at N = 10^3).
     """
-    hit = below < m
-    index = jnp.minimum(below, m - 1)
-    if max(m, below.shape[0]) < 2**24:  # float32 sums of small integers are exact below 2**24
-        marks = jnp.zeros((m,), jnp.float32).at[index].add(
-            hit.astype(jnp.float32), mode="promise_in_bounds", indices_are_sorted=True)
+    exact_f32 = max(m, below.shape[0]) < 2**24  # float32 sums of small integers are exact
+    dtype = jnp.float32 if exact_f32 else jnp.int32
+    marks = jnp.zeros((m,), dtype).at[jnp.minimum(below, m - 1)].add(
+        (below < m).astype(dtype), mode="promise_in_bounds", indices_are_sorted=True)
+    if exact_f32:
         return _cumsum(marks, monotone=False).astype(jnp.int32)
-    marks = jnp.zeros((m,), jnp.int32).at[index].add(
-        hit.astype(jnp.int32), mode="promise_in_bounds", indices_are_sorted=True)
     return jnp.cumsum(marks)
 
 
