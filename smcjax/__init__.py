@@ -18,9 +18,12 @@ Public API (see each module for the mathematics):
   unbiased schemes), :mod:`smcjax.random` (vectorised per-particle keys and a
   fast :func:`smcjax.random.normal`),
   :mod:`smcjax.models` (built-in models with exact answers).
+* Compilation: :func:`compiler_options`, the XLA options smcjax's samplers compile with (for
+  code that wraps :func:`smc_run` in its own ``jax.jit``).
 """
 
 from smcjax import diffusion, moves, progress, random, resampling, weights
+from smcjax._compile import compiler_options
 from smcjax._static_common import TemperedResult
 from smcjax.bayes import BayesianModel, Bijection
 from smcjax.data_tempering import data_tempering_smc
@@ -58,6 +61,7 @@ __all__ = [
     "to_arviz",
     "random",
     "resampling",
+    "compiler_options",
     "weights",
     "diffusion",
     "fkc_sample",

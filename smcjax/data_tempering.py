@@ -198,4 +198,6 @@ def _run(key, callback_id, model: BayesianModel, move: Move, cfg: LoopConfig, n:
     return final_result(fm.to_theta, state, var, t, bufs)
 
 
+# Plain jax.jit: smcjax._compile's 512-bit CPU vectors made this loop 6 % slower (d = 20,
+# N = 1000, AMD EPYC Zen 5), where they help or are neutral for the other samplers.
 _run_jit = jax.jit(_run, static_argnums=(2, 3, 4, 5))

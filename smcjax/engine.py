@@ -294,6 +294,31 @@ def weighted_mean_and_var(particles, log_weights, t=None):
     }
 
 
+def _pack_words(info):
+    """The scalars of ``info`` as one ``uint32`` vector (exact bit casts; booleans as 0 / 1)
+    and the spec to undo it, or ``(info, None)`` when a field is not a 32-bit or boolean
+    scalar (e.g. float64 under ``jax_enable_x64``). The loop then stores one small vector per
+    step instead of one scalar per field: on CPU each store is a kernel launch of its own
+    (about 0.4 us of a 9 us bootstrap-filter step at N = 10^3)."""
+    leaves, treedef = jax.tree.flatten(info)
+    if not all(jnp.ndim(x) == 0 and (x.dtype == jnp.bool_ or x.dtype.itemsize == 4)
+               for x in leaves):
+        return info, None
+    words = [x.astype(jnp.uint32) if x.dtype == jnp.bool_ else
+             lax.bitcast_convert_type(x, jnp.uint32) for x in leaves]
+    return jnp.stack(words), (treedef, [x.dtype for x in leaves])
+
+
+def _unpack_words(words, spec):
+    """Inverse of :func:`_pack_words` for packed vectors stacked over steps."""
+    if spec is None:
+        return words
+    treedef, dtypes = spec
+    out = [words[:, i] != 0 if dt == jnp.bool_ else lax.bitcast_convert_type(words[:, i], dt)
+           for i, dt in enumerate(dtypes)]
+    return jax.tree.unflatten(treedef, out)
+
+
 def _stack_first(first, rest):
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
 
@@ -319,6 +344,9 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
       callback_args: extra traced values appended to the callback's arguments (the samplers
         pass a registered id here so that a new progress bar does not recompile).
 
+    Compile it with ``jax.jit(..., compiler_options=smcjax.compiler_options())`` to get the
+    XLA options smcjax's own samplers use (512-bit CPU vectors; see :mod:`smcjax._compile`).
+
     Returns:
       ``(final_state, infos, reduced)``; ``infos`` is a :class:`StepInfo` with leading axis T,
       ``reduced`` the stacked ``reduce_fn`` outputs (None without ``reduce_fn``).
@@ -340,13 +368,16 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
         reduced = None if red0 is None else jax.tree.map(lambda a: a[None], red0)
         return state, infos, reduced
 
+    packing = {}
+
     def body(carry, inputs):
         t, k_res, k_move = inputs
         st, info = _step(k_res, k_move, carry, t, fk, params, resampling, ess_threshold)
         red = None if reduce_fn is None else reduce_fn(st.particles, st.log_weights, t)
         if callback is not None:
             jax.debug.callback(callback, t, info.ess, st.log_evidence, *callback_args)
-        return st, (info, red)
+        words, packing["spec"] = _pack_words(info)
+        return st, (words, red)
 
     # All step keys are drawn before the loop: one RNG call outside instead of two per step
     # inside the compiled body (which compiles faster and runs the same).
@@ -358,6 +389,7 @@ def run(key, fk: FeynmanKac, num_particles: int, num_steps: int, params=None, *,
     # one uniform with smcjax.random.uniform_scalar, the caller's bits without a loop).
     move_keys = jax.vmap(as_particle_key)(step_keys[:, 1])
     state, (infos, reduced) = lax.scan(body, state, (ts, step_keys[:, 0], move_keys))
+    infos = _unpack_words(infos, packing["spec"])
     infos = _stack_first(info0, infos)
     if reduce_fn is not None:
         reduced = _stack_first(red0, reduced)

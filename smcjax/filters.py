@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smcjax import _checks, progress
+from smcjax._compile import jit
 from smcjax.engine import (
     FeynmanKac,
     SMCState,
@@ -186,7 +187,7 @@ def _check_model_cached(model: StateSpaceModel, method: str, observations) -> No
     shapes passed before: the shape checks trace every model function, which cost about as
     much as a whole filter at N = 10^3 when a run is repeated."""
     leaves, treedef = jax.tree.flatten(observations)
-    sig = (model, method, treedef, tuple((x.shape, str(x.dtype)) for x in leaves))
+    sig = (model, method, treedef, tuple((x.shape, x.dtype) for x in leaves))
     try:
         if sig in _CHECKED:
             return
@@ -237,7 +238,7 @@ def _check_model(model: StateSpaceModel, method: str, observations) -> None:
         _checks.scalar(a, what="auxiliary_log_weight")
 
 
-@partial(jax.jit, static_argnames=("model", "num_particles", "method", "resampling",
+@partial(jit, static_argnames=("model", "num_particles", "method", "resampling",
                                    "ess_threshold", "reduce_fn", "has_callback", "moments"))
 def _filter(key, observations, callback_id, *, model, num_particles, method, resampling,
             ess_threshold, reduce_fn, has_callback, moments=True):

@@ -47,6 +47,7 @@ from jax import lax
 
 from smcjax import progress
 from smcjax import weights as _w
+from smcjax._compile import jit
 from smcjax._flat_model import flatten_model
 from smcjax._static_common import (
     LoopConfig,
@@ -289,4 +290,4 @@ def _run(key, schedule, callback_id, model: BayesianModel, move: Move, cfg: Loop
     return final_result(fm.to_theta, state, var, t, bufs)
 
 
-_run_jit = jax.jit(_run, static_argnums=(3, 4, 5, 6))
+_run_jit = jit(_run, static_argnums=(3, 4, 5, 6))

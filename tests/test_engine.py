@@ -221,6 +221,25 @@ def test_state_structure_and_dtype_preserved_by_step():
     assert isinstance(info, smcjax.StepInfo)
 
 
+def test_step_info_packing_is_exact():
+    # run() stores each step's info as one uint32 vector; unpacking must give back every
+    # field bit for bit, including -inf, NaN-free negative floats, flags and counts.
+    from smcjax.engine import StepInfo, _pack_words, _unpack_words
+
+    info = StepInfo(jnp.float32(3.25e-30), jnp.asarray(True), jnp.float32(-jnp.inf),
+                    jnp.int32(2**31 - 1), jnp.asarray(False))
+    words, spec = _pack_words(info)
+    assert words.dtype == jnp.uint32 and words.shape == (5,)
+    back = _unpack_words(jnp.stack([words, words]), spec)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(info), strict=True):
+        assert a.dtype == b.dtype and a.shape == (2,)
+        assert np.array_equal(np.asarray(a), np.full(2, np.asarray(b)))
+    # a 64-bit field (jax_enable_x64) is left unpacked
+    with jax.enable_x64(True):
+        info64 = info._replace(ess=jnp.float64(0.5))
+        assert _pack_words(info64) == (info64, None)
+
+
 def test_nan_potentials_get_zero_weight_and_are_counted():
     fk = _toy_fk(bad_region=1.0)
     state, infos, _ = smcjax.smc_run(jax.random.key(0), fk, 2000, 10)

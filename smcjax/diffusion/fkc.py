@@ -91,6 +91,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smcjax import _checks
+from smcjax._compile import jit
 from smcjax.diffusion.scores import check_score, score_and_divergence
 from smcjax.diffusion.sde import step_grid
 from smcjax.diffusion.targets import DiffusionResult, Target, _finite
@@ -207,7 +208,7 @@ def _gaussian_log_z(big_b, std, dim):
         big_b)
 
 
-@partial(jax.jit, static_argnames=("target", "sde", "shape", "num_particles", "weighted",
+@partial(jit, static_argnames=("target", "sde", "shape", "num_particles", "weighted",
                                    "exact_initial", "prior_std", "resampling", "ess_threshold",
                                    "control"))
 def _sample(key, times, eta, *, target, sde, shape, num_particles, weighted, exact_initial,

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smcjax import _checks
+from smcjax._compile import jit
 from smcjax.diffusion.scores import check_score
 from smcjax.diffusion.sde import step_grid
 from smcjax.diffusion.targets import DiffusionResult
@@ -115,7 +116,7 @@ def twisted_model(score, sde, log_likelihood, shape, *, prior_std: float,
     return FeynmanKac(initial, transition, log_potential, initial_log_potential)
 
 
-@partial(jax.jit, static_argnames=("score", "sde", "log_likelihood", "shape", "num_particles",
+@partial(jit, static_argnames=("score", "sde", "log_likelihood", "shape", "num_particles",
                                    "prior_std", "resampling", "ess_threshold"))
 def _twisted(key, times, *, score, sde, log_likelihood, shape, num_particles, prior_std,
              resampling, ess_threshold):

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from smcjax._compile import jit
 from smcjax.validate import catalogue
 from smcjax.validate.catalogue import Instance, Problem, flatten_particles
 from smcjax.validate.checks import (
@@ -155,7 +156,7 @@ def run_problem(sampler: Sampler, problem: Problem, *, num_particles: int, num_r
     inst = problem.build()
     start = time.perf_counter()
     fn = lambda k: sampler.run(k, inst, num_particles)  # noqa: E731
-    fn = jax.jit(fn) if sampler.jit else fn
+    fn = jit(fn) if sampler.jit else fn
     # the seed, the problem's name and the sampler's name pick the keys, so every pair gets
     # its own streams (samplers sharing a problem's keys drew the same prior particles, and
     # their checks were correlated)

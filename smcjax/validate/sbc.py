@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from smcjax._compile import jit
 from smcjax.validate import _special
 
 __all__ = ["SBCResult", "GewekeResult", "sbc", "geweke", "resample_draws"]
@@ -135,8 +136,8 @@ def _one_rank(key, prior_sample, simulate, posterior_sampler, num_draws):
 
 
 # compiled once per (functions, L): repeated calls with the same functions reuse the compilation
-_ranks_one = jax.jit(_one_rank, static_argnums=(1, 2, 3, 4))
-_ranks_batch = jax.jit(lambda keys, *fns: jax.vmap(lambda k: _one_rank(k, *fns))(keys),
+_ranks_one = jit(_one_rank, static_argnums=(1, 2, 3, 4))
+_ranks_batch = jit(lambda keys, *fns: jax.vmap(lambda k: _one_rank(k, *fns))(keys),
                        static_argnums=(1, 2, 3, 4))
 
 
@@ -215,7 +216,7 @@ def _geweke_draws_impl(k_mc, k_sc0, k_sc, prior_sample, simulate, posterior_samp
     return mc, sc
 
 
-_geweke_draws = jax.jit(_geweke_draws_impl, static_argnums=(3, 4, 5, 6, 7))
+_geweke_draws = jit(_geweke_draws_impl, static_argnums=(3, 4, 5, 6, 7))
 
 
 def geweke(key, prior_sample: Callable, simulate: Callable, posterior_sampler: Callable,
