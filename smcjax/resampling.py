@@ -501,11 +501,12 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
     """:func:`resample_if_needed`, also running ``take(ancestors)`` inside the same branch.
 
     ``take`` maps ``int32[N]`` ancestors to a pytree (e.g. the gathered particles ``x[a]``)
-    and ``kept`` is what stands for it when there is no resampling (same structure). The
-    predicate stays traced even for ``ess_threshold = 1`` (``not log_weights[0] > inf``,
-    always true, NaN included), so ``take`` runs inside a
-    ``lax.cond`` branch as its own loop; fused into the next vmapped transition, the gather
-    stopped XLA CPU from vectorising the per-particle PRNG.
+    and ``kept`` is what stands for it when there is no resampling (same structure). With
+    ``ess_threshold = 1`` there is no branch: the schemes run, and ``take`` is left to XLA,
+    which fuses the gather into the next vmapped transition (one loop over the particles
+    fewer: 6 % of a bootstrap-filter step at N = 10^3). Sessions up to 20 kept a
+    ``lax.cond`` here, always true, because that fusion had stopped XLA CPU from vectorising
+    the per-particle random bits; with :mod:`smcjax.random`'s keys it no longer does.
 
     ``normalized=True`` promises ``logsumexp(log_weights) == 0`` (see the module docstring);
     it is passed on to the built-in schemes only.
@@ -521,12 +522,6 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
     identity = jnp.arange(n, dtype=jnp.int32)
     if threshold <= 0.0:
         return identity, jnp.asarray(False), kept
-    if threshold >= 1.0:
-        do = ~(log_weights[0] > jnp.inf)
-    elif normalized:
-        do = 1.0 < threshold * n * jnp.sum(jnp.exp(2.0 * log_weights))  # ESS = 1 / sum W^2
-    else:
-        do = _ess(log_weights) < threshold * n
     builtin = any(fn is f for f in SCHEMES.values())
     kwargs = {"normalized": True} if normalized and builtin else {}
 
@@ -534,5 +529,12 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
         anc = fn(key, log_weights, **kwargs).astype(jnp.int32)
         return anc, take(anc)
 
+    if threshold >= 1.0:
+        anc, taken = resample()
+        return anc, jnp.asarray(True), taken
+    if normalized:
+        do = 1.0 < threshold * n * jnp.sum(jnp.exp(2.0 * log_weights))  # ESS = 1 / sum W^2
+    else:
+        do = _ess(log_weights) < threshold * n
     anc, taken = lax.cond(do, resample, lambda: (identity, kept))
     return anc, do, taken
