@@ -504,7 +504,7 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
     and ``kept`` is what stands for it when there is no resampling (same structure). With
     ``ess_threshold = 1`` there is no branch: the schemes run, and ``take`` is left to XLA,
     which fuses the gather into the next vmapped transition (one loop over the particles
-    fewer: 6 % of a bootstrap-filter step at N = 10^3). Sessions up to 20 kept a
+    fewer: 7-9 % of a bootstrap-filter step at N = 10^3). Sessions up to 20 kept a
     ``lax.cond`` here, always true, because that fusion had stopped XLA CPU from vectorising
     the per-particle random bits; with :mod:`smcjax.random`'s keys it no longer does.
 
