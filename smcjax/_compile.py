@@ -22,7 +22,8 @@ effect.
 JAX accepts compile options only on a top-level ``jax.jit``. A sampler called inside the
 user's own ``jax.jit`` (or ``vmap``, ``grad``, ``lax.scan``) is therefore compiled as part of
 the user's program, with the user's options: :func:`jit` keeps a second, plain ``jax.jit`` of
-the same function for that case. The results are the same either way.
+the same function for that case. The particles, weights and evidence are the same either
+way (see above for the last bit of weighted sums over a state axis).
 """
 
 from __future__ import annotations
