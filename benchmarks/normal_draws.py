@@ -16,6 +16,9 @@ ziggurat; what `particles` uses through ``numpy.random``):
   computes ``w = -log1p(-u^2)`` and a degree-8 polynomial in ``w``);
 * ``numpy_standard_normal``: ``rng.standard_normal(N, dtype=float32)`` per step.
 
+The JAX stages compile with ``smcjax.compiler_options()`` (512-bit CPU vectors, as smcjax's
+samplers do since session 21).
+
 Run: ``python benchmarks/normal_draws.py [--n 10000] [--rounds 40] [--single-core]``. Prints
 JSON with ns per element (best over interleaved rounds) and the ratio of each JAX stage to
 NumPy's draw.
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 
 if "--single-core" in sys.argv[1:]:  # before JAX creates its CPU client and thread pool
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -38,6 +42,7 @@ from _machine import machine  # noqa: E402
 from _timing import interleaved_times  # noqa: E402
 from jax import lax  # noqa: E402
 
+import smcjax  # noqa: E402
 from smcjax.random import normal as smcjax_normal  # noqa: E402
 from smcjax.random import particle_keys  # noqa: E402
 
@@ -47,7 +52,8 @@ T = 100
 def _scan(step, n):
     """A compiled T-step loop whose carry is an ``[n]`` float32 vector fed through ``step``."""
 
-    @jax.jit
+    # compiled with the XLA options smcjax's samplers use (512-bit CPU vectors)
+    @partial(jax.jit, compiler_options=smcjax.compiler_options())
     def run(keys):
         def body(c, k):
             return c + step(k, c), None
