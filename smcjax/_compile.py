@@ -12,7 +12,8 @@ weighted sums over a state axis (the filtering moments of a 3-d state) changed i
 bit. Tempered and waste-free SMC and the diffusion samplers ran within a few per cent either
 way (-4 % to +6 % in two quick runs); data tempering ran 5-7 % slower in both and keeps a
 plain ``jax.jit``. On a processor without AVX-512 the option
-changes nothing, and other backends (GPU, TPU) ignore it.
+changes nothing. When JAX's default backend is not the CPU (a GPU or TPU), :func:`jit` uses a
+plain ``jax.jit``.
 
 The environment variable ``SMCJAX_CPU_VECTOR_WIDTH``, read when smcjax is imported, overrides
 the choice: ``512`` (the default), ``256`` or ``128`` bits, or ``xla`` to leave XLA's own
@@ -81,7 +82,9 @@ class _Jitted:
             else self._plain
 
     def __call__(self, *args, **kwargs):
-        if self._tuned is self._plain or self._under_transformation(args, kwargs):
+        # The options are CPU options: on a GPU or TPU default backend the plain jit runs.
+        if self._tuned is self._plain or jax.default_backend() != "cpu" \
+                or self._under_transformation(args, kwargs):
             return self._plain(*args, **kwargs)
         try:
             return self._tuned(*args, **kwargs)

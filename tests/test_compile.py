@@ -62,3 +62,17 @@ def test_tuned_and_plain_compilations_agree(lg_run):
         assert jnp.array_equal(getattr(tuned, name), getattr(plain, name)), name
     assert jnp.array_equal(tuned.final_state.particles, plain.final_state.particles)
     assert jnp.array_equal(tuned.final_state.log_weights, plain.final_state.log_weights)
+
+
+def test_plain_jit_when_the_default_backend_is_not_cpu(lg_run, monkeypatch):
+    # The options are CPU options; with a GPU or TPU default backend the plain jit runs.
+    model, ys = lg_run
+    calls = []
+    jitted = filters._filter
+    monkeypatch.setattr(jitted, "_plain", lambda *a, **k: calls.append("plain"), raising=True)
+    monkeypatch.setattr(jitted, "_tuned", lambda *a, **k: calls.append("tuned"), raising=True)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    jitted(jax.random.key(0), ys, 0, model=model)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    jitted(jax.random.key(0), ys, 0, model=model)
+    assert calls == ["plain", "tuned"]
