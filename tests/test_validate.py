@@ -350,6 +350,16 @@ def test_runner_passes_a_correct_filter_and_catches_a_dropped_normalising_consta
                                  "seconds", "message"}
 
 
+def test_fast_normal_problem_passes_and_is_full_only():
+    # The 1-d linear-Gaussian model drawing with smcjax.random.normal (that wrong draws fail
+    # the same Kalman checks is shown in tests/test_filters.py); it runs with --full only.
+    prob = next(p for p in problems() if p.name == "linear_gaussian_1d_fast_normal")
+    assert not prob.quick
+    report = run_validation(samplers=["bootstrap"], problems=[prob.name], num_runs=16)
+    assert report.passed, report.table()
+    assert {r.check for r in report.rows} == {"evidence", "filtering", "marginal[0]"}
+
+
 def _dropped_jacobian(move="rwmh"):
     """Tempered SMC on the model with its bijection's log-Jacobian dropped (a classic bug)."""
     def run(key, inst, n):

@@ -15,19 +15,20 @@ use the same order. A NaN exact value means "unknown" and is not checked.
 
 Built-in problems (:func:`problems`; ``quick`` ones run in ``run_validation(level="quick")``):
 
-====================== ===== ==============================================================
-name                   kind  exact answers from
-====================== ===== ==============================================================
-conjugate_gaussian_2d  bayes Gaussian conjugacy (correlated prior), :mod:`~smcjax.models.conjugate_gaussian`
-bimodal                bayes two-component mixture posterior: mode masses, log Z (:mod:`~smcjax.models.bimodal`)
-gamma_poisson          bayes Gamma posterior, skewed, with a log bijection (:mod:`~smcjax.models.gamma_poisson`)
-beta_binomial          bayes Beta posterior of a binomial rate, logit bijection
-nig_regression         bayes Normal-inverse-Gamma regression (Student t / inverse-Gamma marginals)
-conjugate_gaussian_5d  bayes Gaussian conjugacy in 5-d
-linear_gaussian_1d     ssm   Kalman filter (T = 25)
-linear_gaussian_3d     ssm   Kalman filter (3-d state, 2-d observations, T = 25)
-discrete_hmm           ssm   forward algorithm (3 states, 4 symbols, T = 30), int particles
-====================== ===== ==============================================================
+============================== ===== ==============================================================
+name                           kind  exact answers from
+============================== ===== ==============================================================
+conjugate_gaussian_2d          bayes Gaussian conjugacy (correlated prior), :mod:`~smcjax.models.conjugate_gaussian`
+bimodal                        bayes two-component mixture posterior: mode masses, log Z (:mod:`~smcjax.models.bimodal`)
+gamma_poisson                  bayes Gamma posterior, skewed, with a log bijection (:mod:`~smcjax.models.gamma_poisson`)
+beta_binomial                  bayes Beta posterior of a binomial rate, logit bijection
+nig_regression                 bayes Normal-inverse-Gamma regression (Student t / inverse-Gamma marginals)
+conjugate_gaussian_5d          bayes Gaussian conjugacy in 5-d
+linear_gaussian_1d             ssm   Kalman filter (T = 25)
+linear_gaussian_3d             ssm   Kalman filter (3-d state, 2-d observations, T = 25)
+linear_gaussian_1d_fast_normal ssm   the 1-d model drawing with :func:`smcjax.random.normal` (``--full``)
+discrete_hmm                   ssm   forward algorithm (3 states, 4 symbols, T = 30), int particles
+============================== ===== ==============================================================
 
 Where :mod:`smcjax.diffusion` imports, the Gaussian-mixture test bed adds ``"diffusion"``
 problems (``fkc_*`` reshaped targets, ``tds_*`` posteriors; moments and mode masses, see
@@ -243,14 +244,15 @@ def _moments_summary(particles, log_weights, t):
 
 
 @functools.cache
-def _linear_gaussian(dim_x: int, dim_y: int) -> Instance:
+def _linear_gaussian(dim_x: int, dim_y: int, fast_normal: bool = False) -> Instance:
     from smcjax.models import linear_gaussian as lg
+    from smcjax.random import normal as smcjax_normal
 
     p = lg.random_params(jax.random.key(10 + dim_x), dim_x=dim_x, dim_y=dim_y,
                          obs_noise=0.5 if dim_x == 1 else 1.5)
     _, ys = lg.simulate(jax.random.key(20 + dim_x), p, 25)
     kf = lg.kalman_filter(p, ys)
-    model = lg.make_model(p)._replace(
+    model = lg.make_model(p, normal=smcjax_normal if fast_normal else jax.random.normal)._replace(
         proposal=lg.optimal_proposal(p, inflate=1.3),  # valid, not optimal: f g / q exercised
         auxiliary_log_weight=lg.predictive_log_prob(p, inflate=1.5))
     filtering = np.concatenate([kf.means, np.diagonal(kf.covs, axis1=1, axis2=2)], axis=1)
@@ -300,6 +302,9 @@ _PROBLEMS = (
             "linear-Gaussian state-space model, 1-d, T = 25 (Kalman filter)"),
     Problem("linear_gaussian_3d", "ssm", lambda: _linear_gaussian(3, 2),
             "linear-Gaussian state-space model, 3-d state, 2-d observations, T = 25"),
+    Problem("linear_gaussian_1d_fast_normal", "ssm", lambda: _linear_gaussian(1, 1, True),
+            "the 1-d linear-Gaussian model with its normals from smcjax.random.normal",
+            quick=False),
     Problem("discrete_hmm", "ssm", _discrete_hmm,
             "3-state hidden Markov model, T = 30 (forward algorithm), int particles"),
 )
