@@ -523,10 +523,17 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
     if threshold <= 0.0:
         return identity, jnp.asarray(False), kept
     builtin = any(fn is f for f in SCHEMES.values())
-    kwargs = {"normalized": True} if normalized and builtin else {}
 
     def resample():
-        anc = fn(key, log_weights, **kwargs).astype(jnp.int32)
+        if builtin:
+            # The weights are sanitised above; normalise them here, once, as the scheme would
+            # (the same values: sanitising is idempotent), rather than sanitising again.
+            lw = log_weights if normalized else \
+                normalize_and_ess(log_weights, nan_free=True)[0]
+            anc = fn(key, lw, normalized=True)
+        else:
+            anc = fn(key, log_weights)
+        anc = anc.astype(jnp.int32)
         return anc, take(anc)
 
     if threshold >= 1.0:
