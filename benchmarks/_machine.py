@@ -47,4 +47,3 @@ def cpu_description() -> str:
 
 def machine() -> str:
     return f"{cpu_description()}, JAX {jax.__version__} on {jax.default_backend()}"
-

@@ -373,10 +373,12 @@ def normal(key, shape=(), dtype=jnp.float32):
     XLA's ``erf_inv`` reaches about ``1.5e-5`` absolute near ``|x| = 1``.
 
     With a per-particle key inside an SMC model (see :func:`particle_keys`) a vmapped
-    ``normal(key)`` costs about 2.5 ns against 4.1 ns for ``jax.random.normal(key)`` on one
-    x86-64 core, and the bootstrap filter of ``benchmarks/particle_filter.py`` takes 17-20 %
-    less time on one core (11-12 % with two threads) from N = 10^3 to 10^6
-    (``benchmarks/normal_draws.py``).
+    ``normal(key)`` costs about 1.6 ns against 4.0 ns for ``jax.random.normal(key)`` on one
+    AVX-512 x86-64 core with the 512-bit vectors smcjax compiles with (2.5 against 4.1 with
+    XLA's default 256-bit vectors; ``benchmarks/normal_draws.py``). In the bootstrap filter of
+    ``benchmarks/particle_filter.py`` it cut a step by 17-20 % on one core (11-12 % with two
+    threads) from N = 10^3 to 10^6 with 256-bit vectors, and by about 30 % at N = 10^3 on one
+    core with 512-bit vectors.
 
     Args:
       key: a single JAX key (typed or raw ``uint32[2]``), of any implementation.

@@ -61,7 +61,6 @@ from jax import lax
 
 from smcjax.random import uniform_scalar
 from smcjax.weights import _max, normalize_and_ess, sanitize
-from smcjax.weights import ess as _ess
 
 __all__ = [
     "multinomial",
@@ -523,16 +522,13 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
     if threshold <= 0.0:
         return identity, jnp.asarray(False), kept
     builtin = any(fn is f for f in SCHEMES.values())
+    # Unnormalised weights (sanitised above) are normalised once, here: the built-in schemes
+    # then skip their own normalisation, and the ESS below comes from the same sums.
+    norm_lw, log_total, ess_value = (log_weights, None, None) if normalized else \
+        normalize_and_ess(log_weights, nan_free=True)
 
     def resample():
-        if builtin:
-            # The weights are sanitised above; normalise them here, once, as the scheme would
-            # (the same values: sanitising is idempotent), rather than sanitising again.
-            lw = log_weights if normalized else \
-                normalize_and_ess(log_weights, nan_free=True)[0]
-            anc = fn(key, lw, normalized=True)
-        else:
-            anc = fn(key, log_weights)
+        anc = fn(key, norm_lw, normalized=True) if builtin else fn(key, log_weights)
         anc = anc.astype(jnp.int32)
         return anc, take(anc)
 
@@ -541,7 +537,7 @@ def resample_and_take(key, log_weights, take, kept, *, scheme="systematic",
         return anc, jnp.asarray(True), taken
     if normalized:
         do = 1.0 < threshold * n * jnp.sum(jnp.exp(2.0 * log_weights))  # ESS = 1 / sum W^2
-    else:
-        do = _ess(log_weights) < threshold * n
+    else:  # every weight zero: ESS counted as N (no resampling), as smcjax.weights.ess does
+        do = jnp.where(jnp.isfinite(log_total), ess_value, n) < threshold * n
     anc, taken = lax.cond(do, resample, lambda: (identity, kept))
     return anc, do, taken
