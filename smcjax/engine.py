@@ -34,6 +34,7 @@ The engine is the one place that vmaps user functions over the particle axis.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -58,6 +59,7 @@ __all__ = [
     "weighted_mean",
     "weighted_mean_and_var",
     "check_num_particles",
+    "particle_step_work",
 ]
 
 PyTree = Any
@@ -129,6 +131,45 @@ def check_num_particles(num_particles) -> int:
     if num_particles <= 0:
         raise ValueError(f"num_particles must be a positive int, got {num_particles}")
     return num_particles
+
+
+def particle_step_work(fk: FeynmanKac, params=None) -> float | None:
+    """XLA's cost estimate of one particle's step, for choosing how to compile (see
+    :mod:`smcjax._compile`): flops and transcendentals of ``Mt``, ``log Gt`` and
+    ``log eta_t`` at one particle (from ``jax.jit(...).lower(...).cost_analysis()``, without
+    compiling), plus the particle's number of scalars for the engine's per-particle work.
+    ``params`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves. Returns None when the
+    functions cannot be lowered on their own or XLA gives no estimate.
+
+    Example:
+      >>> import jax
+      >>> fk = FeynmanKac(lambda k: jax.random.normal(k),
+      ...                 lambda k, x, t, p: x + jax.random.normal(k),
+      ...                 lambda x0, x, t, p: -0.5 * x * x)
+      >>> particle_step_work(fk) > 1
+      True
+    """
+    try:
+        key = jax.eval_shape(lambda: particle_keys(jax.random.key(0), 1)[0])
+        x = jax.eval_shape(fk.initial_sample, key)
+        t = jax.ShapeDtypeStruct((), jnp.int32)
+
+        def one(key, x_prev, t, params):
+            x = fk.transition_sample(key, x_prev, t, params)
+            out = [x, fk.log_potential(x_prev, x, t, params)]
+            if fk.log_lookahead is not None:
+                out.append(fk.log_lookahead(x_prev, t, params))
+            return out
+
+        cost = jax.jit(one).lower(key, x, t, params).cost_analysis()
+        if isinstance(cost, list | tuple):  # one entry per computation in older JAX
+            cost = cost[0] if cost else None
+        if not cost:
+            return None
+        work = float(cost.get("flops", 0.0)) + float(cost.get("transcendentals", 0.0))
+    except Exception:  # noqa: BLE001 -- an estimate only; None keeps XLA's own choice
+        return None
+    return work + sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(x))
 
 
 def reweight_stage(state: SMCState, log_increments, log_offset=0.0):

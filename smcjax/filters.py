@@ -37,6 +37,7 @@ from smcjax.engine import (
     FeynmanKac,
     SMCState,
     check_num_particles,
+    particle_step_work,
     run,
     weighted_mean_and_var,
 )
@@ -182,22 +183,39 @@ def _fk_model(model: StateSpaceModel, method: str, observations) -> FeynmanKac:
 _CHECKED: dict = {}
 
 
-def _check_model_cached(model: StateSpaceModel, method: str, observations) -> None:
+def _check_model_cached(model: StateSpaceModel, method: str, observations) -> float | None:
     """:func:`_check_model`, skipped when the same (hashable) model, method and observation
     shapes passed before: the shape checks trace every model function, which cost about as
-    much as a whole filter at N = 10^3 when a run is repeated."""
+    much as a whole filter at N = 10^3 when a run is repeated. Returns one particle's step
+    work (:func:`_particle_work`), or None for a model that cannot be cached."""
     leaves, treedef = jax.tree.flatten(observations)
     sig = (model, method, treedef, tuple((x.shape, x.dtype) for x in leaves))
     try:
         if sig in _CHECKED:
-            return
+            return _CHECKED[sig]
     except TypeError:  # unhashable model functions (e.g. a functools.partial of an array)
         _check_model(model, method, observations)
-        return
+        return None  # not estimated on every call: XLA's own compilation choice
     _check_model(model, method, observations)
     if len(_CHECKED) >= 256:
         _CHECKED.clear()
-    _CHECKED[sig] = True
+    work = _CHECKED[sig] = _particle_work(model, method, observations)
+    return work
+
+
+def _particle_work(model: StateSpaceModel, method: str, observations) -> float | None:
+    """:func:`smcjax.engine.particle_step_work` of the filter's Feynman-Kac model, with the
+    observations as shapes (they enter the model through ``params``)."""
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), observations)
+    fk = lambda obs: _fk_model(model, method, obs)  # noqa: E731
+    lookahead = _fk_model(model, method, shapes).log_lookahead
+    return particle_step_work(FeynmanKac(
+        initial_sample=model.initial_sample,
+        transition_sample=lambda key, x, t, obs: fk(obs).transition_sample(key, x, t, None),
+        log_potential=lambda x_prev, x, t, obs: fk(obs).log_potential(x_prev, x, t, None),
+        log_lookahead=None if lookahead is None else
+        lambda x_prev, t, obs: fk(obs).log_lookahead(x_prev, t, None),
+    ), shapes)
 
 
 def _check_model(model: StateSpaceModel, method: str, observations) -> None:
@@ -328,8 +346,10 @@ def particle_filter(key, model: StateSpaceModel, observations, num_particles: in
     # N = 10^3 and T = 100 was a fifth of the whole run).
     observations = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else jnp.asarray(x),
                                 observations)
-    _check_model_cached(model, method, observations)
+    work = _check_model_cached(model, method, observations)
     cid = 0 if callback is None else progress.register(callback)
-    return _filter(key, observations, cid, model=model, num_particles=num_particles,
-                   method=method, resampling=resampling, ess_threshold=ess_threshold,
-                   reduce_fn=reduce_fn, has_callback=callback is not None, moments=bool(moments))
+    run_filter = _filter.sized(None if work is None else num_particles * work)
+    return run_filter(key, observations, cid, model=model, num_particles=num_particles,
+                      method=method, resampling=resampling, ess_threshold=ess_threshold,
+                      reduce_fn=reduce_fn, has_callback=callback is not None,
+                      moments=bool(moments))

@@ -81,6 +81,7 @@ Diffusion Models", arXiv:2509.21655, 2025 (the drift/potential trade-off).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from functools import partial
@@ -95,7 +96,7 @@ from smcjax._compile import jit
 from smcjax.diffusion.scores import check_score, score_and_divergence
 from smcjax.diffusion.sde import step_grid
 from smcjax.diffusion.targets import DiffusionResult, Target, _finite
-from smcjax.engine import FeynmanKac, check_num_particles, run
+from smcjax.engine import FeynmanKac, check_num_particles, particle_step_work, run
 from smcjax.resampling import check_ess_threshold, get_scheme
 
 __all__ = ["fkc_model", "fkc_sample"]
@@ -227,6 +228,16 @@ def _sample(key, times, eta, *, target, sde, shape, num_particles, weighted, exa
                            infos.resampled, infos.num_invalid, infos.collapsed, times)
 
 
+@functools.lru_cache(maxsize=64)
+def _step_work(target, sde, shape, exact_initial, prior_std, control, num_times):
+    """One particle's step work (:func:`smcjax.engine.particle_step_work`), once per setting."""
+    fk = fkc_model(target, sde, shape, weighted=True, exact_initial=exact_initial,
+                   prior_std=prior_std, control=control)
+    params = {"times": jax.ShapeDtypeStruct((num_times,), jnp.float32),
+              "eta": jax.ShapeDtypeStruct((), jnp.float32)}
+    return particle_step_work(fk, params)
+
+
 def _prepare(target, sde, num_particles, num_steps, times, eta, shape, exact_initial,
              control=False):
     if not isinstance(target, Target):
@@ -331,7 +342,10 @@ def fkc_sample(key, target: Target, sde, num_particles: int, num_steps: int, *,
     check_ess_threshold(ess_threshold)
     get_scheme(resampling)
     _warn_eta(eta, target.total_beta)
-    return _sample(key, grid, eta, target=target, sde=sde, shape=shape, num_particles=n,
+    work = _step_work(target, sde, shape, bool(exact_initial), prior_std, bool(control),
+                      int(np.shape(grid)[0]))
+    run_sample = _sample.sized(None if work is None else n * work)
+    return run_sample(key, grid, eta, target=target, sde=sde, shape=shape, num_particles=n,
                    weighted=True, exact_initial=bool(exact_initial), prior_std=prior_std,
                    resampling=resampling, ess_threshold=float(ess_threshold),
                    control=bool(control))

@@ -28,6 +28,7 @@ asymptotically exact conditional sampling in diffusion models", NeurIPS 2023.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -41,7 +42,7 @@ from smcjax._compile import jit
 from smcjax.diffusion.scores import check_score
 from smcjax.diffusion.sde import step_grid
 from smcjax.diffusion.targets import DiffusionResult
-from smcjax.engine import FeynmanKac, check_num_particles, run
+from smcjax.engine import FeynmanKac, check_num_particles, particle_step_work, run
 from smcjax.resampling import check_ess_threshold, get_scheme
 
 __all__ = ["twisted_model", "twisted_sample", "linear_gaussian_likelihood"]
@@ -128,6 +129,13 @@ def _twisted(key, times, *, score, sde, log_likelihood, shape, num_particles, pr
                            infos.resampled, infos.num_invalid, infos.collapsed, times)
 
 
+@functools.lru_cache(maxsize=64)
+def _step_work(score, sde, log_likelihood, shape, prior_std, t_start, num_times):
+    """One particle's step work (:func:`smcjax.engine.particle_step_work`), once per setting."""
+    fk = twisted_model(score, sde, log_likelihood, shape, prior_std=prior_std, t_start=t_start)
+    return particle_step_work(fk, {"times": jax.ShapeDtypeStruct((num_times,), jnp.float32)})
+
+
 def twisted_sample(key, score, sde, log_likelihood: Callable, num_particles: int,
                    num_steps: int, *, times=None, resampling="systematic",
                    ess_threshold: float = 0.5, shape=None) -> DiffusionResult:
@@ -171,7 +179,10 @@ def twisted_sample(key, score, sde, log_likelihood: Callable, num_particles: int
     _checks.scalar(_checks.shape_struct(log_likelihood, x, what="log_likelihood"),
                    what="log_likelihood")
     prior_std = float(sde.sigma(grid[0]))
-    return _twisted(key, jnp.asarray(np.asarray(grid)), score=score, sde=sde,
+    work = _step_work(score, sde, log_likelihood, shape, prior_std, float(grid[0]),
+                      int(np.shape(grid)[0]))
+    run_twisted = _twisted.sized(None if work is None else n * work)
+    return run_twisted(key, jnp.asarray(np.asarray(grid)), score=score, sde=sde,
                     log_likelihood=log_likelihood, shape=shape, num_particles=n,
                     prior_std=prior_std, resampling=resampling,
                     ess_threshold=float(ess_threshold))
