@@ -208,13 +208,12 @@ def _particle_work(model: StateSpaceModel, method: str, observations) -> float |
     observations as shapes (they enter the model through ``params``)."""
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), observations)
     fk = lambda obs: _fk_model(model, method, obs)  # noqa: E731
-    lookahead = _fk_model(model, method, shapes).log_lookahead
     return particle_step_work(FeynmanKac(
         initial_sample=model.initial_sample,
         transition_sample=lambda key, x, t, obs: fk(obs).transition_sample(key, x, t, None),
         log_potential=lambda x_prev, x, t, obs: fk(obs).log_potential(x_prev, x, t, None),
-        log_lookahead=None if lookahead is None else
-        lambda x_prev, t, obs: fk(obs).log_lookahead(x_prev, t, None),
+        log_lookahead=(lambda x_prev, t, obs: fk(obs).log_lookahead(x_prev, t, None))
+        if method == "auxiliary" else None,  # _fk_model has a look-ahead exactly then
     ), shapes)
 
 
