@@ -168,4 +168,4 @@ def test_serial_fkc_is_bitwise_identical():
     split = fkc._sample._tuned(key, grid, eta, **kw)
     for a, b in zip(jax.tree.leaves(serial), jax.tree.leaves(split), strict=True):
         assert jnp.array_equal(a, b)
-    assert fkc._step_work(target, VP(), shape, False, prior_std, False, grid.shape[0]) > 10
+    assert fkc._step_work(target, VP(), shape, True, False, prior_std, False, grid.shape[0]) > 10

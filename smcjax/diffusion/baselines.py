@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from smcjax.diffusion.fkc import _prepare, _sample
+from smcjax.diffusion.fkc import _prepare, _run_sample
 from smcjax.diffusion.targets import DiffusionResult, Target, product_of_powers
 
 __all__ = ["sde_sample", "best_of_n"]
@@ -35,9 +35,9 @@ def sde_sample(key, target: Target, sde, num_particles: int, num_steps: int, *,
     """
     n, grid, eta, shape, prior_std = _prepare(target, sde, num_particles, num_steps, times, eta,
                                               shape, False)
-    return _sample(key, grid, eta, target=target, sde=sde, shape=shape, num_particles=n,
-                   weighted=False, exact_initial=False, prior_std=prior_std,
-                   resampling="systematic", ess_threshold=0.0)
+    return _run_sample(key, grid, eta, target=target, sde=sde, shape=shape, num_particles=n,
+                       weighted=False, exact_initial=False, prior_std=prior_std,
+                       resampling="systematic", ess_threshold=0.0)
 
 
 def best_of_n(key, base, sde, reward: Callable, n: int, num_samples: int, num_steps: int, *,

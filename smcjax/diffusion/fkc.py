@@ -229,13 +229,23 @@ def _sample(key, times, eta, *, target, sde, shape, num_particles, weighted, exa
 
 
 @functools.lru_cache(maxsize=64)
-def _step_work(target, sde, shape, exact_initial, prior_std, control, num_times):
+def _step_work(target, sde, shape, weighted, exact_initial, prior_std, control, num_times):
     """One particle's step work (:func:`smcjax.engine.particle_step_work`), once per setting."""
-    fk = fkc_model(target, sde, shape, weighted=True, exact_initial=exact_initial,
+    fk = fkc_model(target, sde, shape, weighted=weighted, exact_initial=exact_initial,
                    prior_std=prior_std, control=control)
     params = {"times": jax.ShapeDtypeStruct((num_times,), jnp.float32),
               "eta": jax.ShapeDtypeStruct((), jnp.float32)}
     return particle_step_work(fk, params)
+
+
+def _run_sample(key, times, eta, **kwargs):
+    """:func:`_sample`, compiled without XLA's loop splitting when a step is small (see
+    :mod:`smcjax._compile`); for FKC and for the unweighted SDE baseline alike."""
+    work = _step_work(kwargs["target"], kwargs["sde"], kwargs["shape"], kwargs["weighted"],
+                      kwargs["exact_initial"], kwargs["prior_std"], kwargs.get("control", False),
+                      int(np.shape(times)[0]))
+    sized = _sample.sized(None if work is None else kwargs["num_particles"] * work)
+    return sized(key, times, eta, **kwargs)
 
 
 def _prepare(target, sde, num_particles, num_steps, times, eta, shape, exact_initial,
@@ -342,10 +352,7 @@ def fkc_sample(key, target: Target, sde, num_particles: int, num_steps: int, *,
     check_ess_threshold(ess_threshold)
     get_scheme(resampling)
     _warn_eta(eta, target.total_beta)
-    work = _step_work(target, sde, shape, bool(exact_initial), prior_std, bool(control),
-                      int(np.shape(grid)[0]))
-    run_sample = _sample.sized(None if work is None else n * work)
-    return run_sample(key, grid, eta, target=target, sde=sde, shape=shape, num_particles=n,
-                   weighted=True, exact_initial=bool(exact_initial), prior_std=prior_std,
-                   resampling=resampling, ess_threshold=float(ess_threshold),
-                   control=bool(control))
+    return _run_sample(key, grid, eta, target=target, sde=sde, shape=shape, num_particles=n,
+                       weighted=True, exact_initial=bool(exact_initial), prior_std=prior_std,
+                       resampling=resampling, ess_threshold=float(ess_threshold),
+                       control=bool(control))
